@@ -1,0 +1,26 @@
+# Two commands do all the setup: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+RUN_DIR ?= runs/main
+
+.PHONY: install run test benchmark clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The main job. Run again with the same RUN_DIR to resume.
+run: $(STAMP)
+	$(BIN)/mnist-opt tune --run-dir $(RUN_DIR)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

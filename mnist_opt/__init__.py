@@ -1,0 +1,3 @@
+"""mnist-opt: tune, prune, quantize and compare MNIST digit classifiers."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,54 @@
+import keras
+import keras_tuner
+import numpy as np
+import pytest
+import tf_keras
+
+from tuning import space
+from tuning.hypermodel import BASELINE, CNNHyperModel, build_cnn, count_params, sample
+
+
+def corner_values(space_name: str, which: str) -> dict:
+    s = space.load(space_name)
+    c = s.corner(which)
+    values = {k: v for k, v in c.items() if k != "filters"}
+    values.update({f"filters_{b}": c["filters"] for b in range(c["conv_blocks"])})
+    return values
+
+
+@pytest.mark.parametrize("space_name", ["default", "tiny"])
+@pytest.mark.parametrize("which", ["low", "high"])
+def test_corners_build_predict_and_match_param_count(seed, space_name, which):
+    values = corner_values(space_name, which)
+    model = build_cnn(values)
+    assert model.count_params() == count_params(values)
+    probs = model.predict(np.zeros((2, 28, 28, 1), "float32"), verbose=0)
+    assert probs.shape == (2, 10)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_baseline_is_the_reference_cnn(seed):
+    model = build_cnn(BASELINE)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["InputLayer", "Conv2D", "ReLU", "MaxPooling2D", "Flatten", "Dense"]
+    assert model.count_params() == count_params(BASELINE) == 32 * 10 + 14 * 14 * 32 * 10 + 10
+
+
+def test_same_values_build_same_layers_in_tf_keras(seed):
+    values = dict(corner_values("default", "high"), batch_norm=True, dropout=0.2)
+    k3, k2 = build_cnn(values, keras), build_cnn(values, tf_keras)
+    assert [w.shape for w in k3.get_weights()] == [w.shape for w in k2.get_weights()]
+    k2.set_weights(k3.get_weights())
+    x = np.random.default_rng(seed).random((8, 28, 28, 1), dtype="float32")
+    np.testing.assert_allclose(k3.predict(x, verbose=0), k2.predict(x, verbose=0), atol=1e-5)
+
+
+def test_filters_are_declared_per_existing_block(seed):
+    s = space.load("default")
+    hp = keras_tuner.HyperParameters()
+    hp.values["conv_blocks"] = 2
+    values = sample(s, hp)
+    assert {k for k in values if k.startswith("filters_")} == {"filters_0", "filters_1"}
+    assert isinstance(values["batch_norm"], bool)
+    model = CNNHyperModel(s).build(hp)
+    assert model.optimizer is not None and model.count_params() == count_params(values)

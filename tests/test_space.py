@@ -1,0 +1,105 @@
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from mnist_opt.errors import SearchSpaceError
+from tuning import space
+
+GOOD = """
+[hyperparameters]
+conv_blocks = { choices = [1, 2] }
+filters = { choices = [8, 16] }
+dropout = { min = 0.0, max = 0.5, step = 0.1 }
+learning_rate = { min = 1e-4, max = 1e-2, sampling = "log" }
+batch_norm = true
+"""
+
+
+def test_builtin_spaces_load(seed):
+    assert {"default", "tiny"} <= set(space.builtin_names())
+    for name in space.builtin_names():
+        s = space.load(name)
+        assert set(s.params) == set(space.PARAMS)
+        assert s.description
+
+
+def test_good_space_parses_into_params(seed):
+    s = space.parse(GOOD, "good.toml")
+    assert s.params["conv_blocks"] == space.Choice((1, 2))
+    assert s.params["dropout"] == space.Range(0.0, 0.5, 0.1, "linear")
+    assert s.params["learning_rate"].sampling == "log"
+    assert s.params["batch_norm"] == space.Fixed(True)
+    assert s.params["kernel_size"] == space.Fixed(space.PARAMS["kernel_size"].default)
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("conv_blocks = 2\n[hyperparameters]\nfoo = 1", "unknown top-level key 'conv_blocks'"),
+    ("[hyperparameters]\nfilterz = 8", "hyperparameters.filterz: unknown key"),
+    ("[hyperparameters]\nfilters = { choices = [] }", "filters: choices: expected a non-empty list"),
+    ("[hyperparameters]\nfilters = { choices = [0, 16] }", "got [0, 16]"),
+    ("[hyperparameters]\nfilters = { choices = [8.5] }", "expected an int in [1, 512]"),
+    ("[hyperparameters]\nfilters = \"many\"", "filters: expected an int"),
+    ("[hyperparameters]\ndropout = -0.1", "dropout: expected a number in [0.0, 1.0), got -0.1"),
+    ("[hyperparameters]\ndropout = 1.0", "dropout: expected a number in [0.0, 1.0), got 1.0"),
+    ("[hyperparameters]\ndropout = { min = 0.4, max = 0.2 }", "min 0.4 > max 0.2"),
+    ("[hyperparameters]\nbatch_norm = 1", "batch_norm: expected true or false, got 1"),
+    ("[hyperparameters]\nlearning_rate = { min = 0.001, max = 0.01, sampling = \"cubic\" }", "sampling"),
+    ("[hyperparameters]\nconv_blocks = 4", "conv_blocks: expected an int in [1, 3], got 4"),
+    ("[hyperparameters]\nfilters = { min = 8 }", "expected a value"),
+    ("[hyperparameters\nfilters = 8", "not valid TOML"),
+    ("description = 'no table'", "expected a [hyperparameters] table"),
+])
+def test_bad_space_names_file_key_and_value(seed, body, expected):
+    with pytest.raises(SearchSpaceError) as info:
+        space.parse(body, "bad.toml")
+    assert "bad.toml" in str(info.value)
+    assert expected in str(info.value)
+
+
+def test_unknown_space_name_lists_builtins(seed):
+    with pytest.raises(SearchSpaceError, match="default"):
+        space.load("no-such-space")
+
+
+def test_corners(seed):
+    s = space.load("default")
+    low, high = s.corner("low"), s.corner("high")
+    assert low["conv_blocks"] == 1 and high["conv_blocks"] == 3
+    assert low["filters"] == 8 and high["filters"] == 64
+
+
+toml_scalars = st.one_of(st.integers(-5, 600), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
+                         st.text(max_size=5))
+toml_values = st.recursive(toml_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(["min", "max", "step", "sampling", "choices", "x"]),
+                                                 inner, max_size=4)), max_leaves=8)
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return {float("inf"): "inf", float("-inf"): "-inf"}.get(value, "nan" if value != value else repr(value))
+    if isinstance(value, (int,)):
+        return str(value)
+    if isinstance(value, str):
+        return '"' + value.encode("unicode_escape").decode().replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(list(space.PARAMS) + ["bogus"]), toml_values, max_size=6),
+       st.text(max_size=40))
+def test_any_document_loads_or_raises_search_space_error(table, noise):
+    docs = ["[hyperparameters]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in table.items()), noise]
+    for doc in docs:
+        try:
+            s = space.parse(doc, "fuzz.toml")
+        except SearchSpaceError:
+            continue
+        for key, param in s.params.items():  # what loads is valid
+            spec = space.PARAMS[key]
+            vals = (param.value,) if isinstance(param, space.Fixed) else (
+                param.values if isinstance(param, space.Choice) else (param.min, param.max))
+            assert all(spec.accepts(v) for v in vals), (key, param)

@@ -1,0 +1,38 @@
+"""Settings of the tuning stage: every default in one place, each with its reason."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+TUNERS = ("hyperband", "random", "bayesian")
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    space: str = "default"  # built-in name or path; `default` covers the classic CNN design choices
+    tuner: str = "hyperband"  # spends little on bad trials: most get 1-2 epochs, the best get max_epochs
+    max_trials: int | None = None  # None: 20 for random/bayesian, Hyperband's own schedule for hyperband
+    max_epochs: int = 9  # per trial; Hyperband at 9 tries 17 models, most for 1-3 epochs
+    train_subset: int | None = 12000  # images per trial during search: ranks models at ~1/4 of the cost
+    final_epochs: int = 15  # retrain of the winner on all 54k images, with early stopping on validation
+    batch_size: int = 128  # fast on 2 cores; larger batches bought no speed on this CPU
+    seed: int = 0  # fixes the split, the trial order and every trial's initial weights
+    max_params: int | None = None  # models above this are skipped before training
+    data: str | None = None  # mnist.npz path; None: $MNIST_NPZ, then the bundled copy
+    run_dir: str = ""  # filled in by the CLI: runs/<timestamp> unless given
+    overwrite: bool = False  # start afresh instead of resuming the run directory
+
+    def trials_limit(self) -> int | None:
+        if self.max_trials is not None:
+            return self.max_trials
+        return None if self.tuner == "hyperband" else 20
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def search_settings(self) -> dict:
+        """The settings that decide a search's results; resuming with others is refused."""
+        d = self.to_dict()
+        for key in ("run_dir", "overwrite", "final_epochs"):
+            d.pop(key)
+        return d

@@ -1,0 +1,148 @@
+"""What is searched: the CNN, built from hyperparameter values.
+
+`build_cnn` is the one architecture definition. It takes plain values and a
+Keras module, so the tuner builds it with Keras 3 and the export stage
+rebuilds the same layers, in the same order, with tf_keras for
+tensorflow-model-optimization. Augmentation is not part of the model: it runs
+in the input pipeline (faster on CPU, and never exported).
+"""
+
+from __future__ import annotations
+
+import keras
+import keras_tuner
+
+from tuning.space import Choice, Fixed, Range, SearchSpace
+
+NUM_CLASSES = 10
+INPUT_SHAPE = (28, 28, 1)
+
+# The original project's CNN (Conv2D + MaxPooling, Flatten, Dense softmax),
+# as one point of the space so that it trains and exports the same way.
+BASELINE = {
+    "conv_blocks": 1, "convs_per_block": 1, "filters_0": 32, "kernel_size": 3,
+    "batch_norm": False, "global_pooling": False, "dense_units": 0, "dropout": 0.0,
+    "rotation": 0.0, "zoom": 0.0, "translation": 0.0, "learning_rate": 1e-3, "label_smoothing": 0.0,
+}
+
+
+def build_cnn(values: dict, k=keras):
+    """The CNN for `values` (flat hyperparameter values), built with Keras module `k`.
+
+    Returns an uncompiled functional model taking 28x28x1 floats in [0, 1].
+    """
+    L = k.layers
+    x = inputs = k.Input(shape=INPUT_SHAPE, name="image")
+    bn = values["batch_norm"]
+    for b in range(values["conv_blocks"]):
+        for c in range(values["convs_per_block"]):
+            x = L.Conv2D(values[f"filters_{b}"], values["kernel_size"], padding="same",
+                         use_bias=not bn, name=f"conv{b}_{c}")(x)
+            if bn:
+                x = L.BatchNormalization(name=f"bn{b}_{c}")(x)
+            x = L.ReLU(name=f"relu{b}_{c}")(x)
+        x = L.MaxPooling2D(2, name=f"pool{b}")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x) if values["global_pooling"] else L.Flatten(name="flatten")(x)
+    if values["dropout"] > 0:
+        x = L.Dropout(values["dropout"], name="dropout")(x)
+    if values["dense_units"] > 0:
+        x = L.Dense(values["dense_units"], activation="relu", name="dense")(x)
+        if values["dropout"] > 0:
+            x = L.Dropout(values["dropout"], name="dropout_dense")(x)
+    outputs = L.Dense(NUM_CLASSES, activation="softmax", name="probs")(x)
+    return k.Model(inputs, outputs, name="cnn")
+
+
+def compile_model(model, values: dict, k=keras, learning_rate=None) -> None:
+    """Adam and smoothed cross-entropy on one-hot labels, with accuracy."""
+    model.compile(
+        optimizer=k.optimizers.Adam(learning_rate if learning_rate is not None else values["learning_rate"]),
+        loss=k.losses.CategoricalCrossentropy(label_smoothing=values["label_smoothing"]),
+        metrics=["accuracy"],
+    )
+
+
+def architecture(values: dict) -> dict:
+    """The values that decide the layers (the rest only affect training)."""
+    keys = ["conv_blocks", "convs_per_block", "kernel_size", "batch_norm", "global_pooling",
+            "dense_units", "dropout"]
+    out = {key: values[key] for key in keys}
+    out.update({f"filters_{b}": values[f"filters_{b}"] for b in range(values["conv_blocks"])})
+    return out
+
+
+def declare(hp: keras_tuner.HyperParameters, name: str, param):
+    """Declare one space entry on `hp` and return its current value."""
+    if isinstance(param, Fixed):
+        return hp.Fixed(name, param.value)
+    if isinstance(param, Choice) and isinstance(param.values[0], bool):
+        # Keras Tuner's Choice turns bools into ints; Boolean keeps them bools.
+        if len(param.values) == 1:
+            return hp.Fixed(name, param.values[0])
+        return hp.Boolean(name, default=param.values[0])
+    if isinstance(param, Choice):
+        return hp.Choice(name, list(param.values))
+    if isinstance(param.min, int) and isinstance(param.max, int):
+        return hp.Int(name, param.min, param.max, step=param.step or 1, sampling=param.sampling)
+    return hp.Float(name, param.min, param.max, step=param.step, sampling=param.sampling)
+
+
+def block_counts(param) -> list[int]:
+    """Every number of conv blocks a `conv_blocks` entry allows."""
+    if isinstance(param, Fixed):
+        return [param.value]
+    if isinstance(param, Choice):
+        return sorted(param.values)
+    return list(range(param.min, param.max + 1, param.step or 1))
+
+
+def sample(space: SearchSpace, hp: keras_tuner.HyperParameters) -> dict:
+    """Declare the space on `hp` and return the flat values of this trial.
+
+    Filters are searched per block, each only while its block exists
+    (a Keras Tuner conditional scope on `conv_blocks`).
+    """
+    values = {key: declare(hp, key, param) for key, param in space.params.items() if key != "filters"}
+    counts = block_counts(space.params["conv_blocks"])
+    for b in range(max(counts)):
+        with hp.conditional_scope("conv_blocks", [n for n in counts if n > b]):
+            value = declare(hp, f"filters_{b}", space.params["filters"])
+        if b < values["conv_blocks"]:
+            values[f"filters_{b}"] = value
+    return values
+
+
+def count_params(values: dict) -> int:
+    """Parameters of `build_cnn(values)`, computed without building it.
+
+    Lets the tuner skip over-budget trials before paying for a graph.
+    """
+    bn, k, side, channels, total = values["batch_norm"], values["kernel_size"], INPUT_SHAPE[0], 1, 0
+    for b in range(values["conv_blocks"]):
+        f = values[f"filters_{b}"]
+        for _ in range(values["convs_per_block"]):
+            total += k * k * channels * f + (4 * f if bn else f)
+            channels = f
+        side //= 2
+    features = channels if values["global_pooling"] else side * side * channels
+    if values["dense_units"] > 0:
+        total += features * values["dense_units"] + values["dense_units"]
+        features = values["dense_units"]
+    return total + features * NUM_CLASSES + NUM_CLASSES
+
+
+class CNNHyperModel(keras_tuner.HyperModel):
+    """Keras Tuner hypermodel over a `SearchSpace`: builds and compiles, nothing else.
+
+    Training (input pipeline, budgets, callbacks) belongs to the tuner in `tuning.search`.
+    """
+
+    def __init__(self, space: SearchSpace):
+        super().__init__(name=f"cnn_{space.name}")
+        self.space = space
+
+    def build(self, hp):
+        values = sample(self.space, hp)
+        model = build_cnn(values)
+        compile_model(model, values)
+        return model

@@ -1,0 +1,280 @@
+"""How trials are run: the Keras Tuner search, its records, and the final retrain.
+
+`tune` is the whole stage, top to bottom. Everything it writes goes under the
+run directory:
+
+    tuner/              Keras Tuner state (what a resumed search reloads)
+    tensorboard/        one log directory per trial, with HParams
+    trials.json         every trial: status, hyperparameters, val_accuracy, params, seconds, error
+    best_hparams.json   the winner's hyperparameters
+    best.keras          the winner, retrained on the whole train split
+    config.json         resolved settings, package versions, seed, data hash
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import keras
+import keras_tuner
+from keras_tuner.engine import trial as trial_module
+
+from mnist_opt import runio
+from mnist_opt.errors import RunDirError, SearchFailed
+from tuning import data, pipeline, space as space_module, train
+from tuning.config import TuneConfig
+from tuning.hypermodel import CNNHyperModel, count_params, sample
+
+MAX_CONSECUTIVE_FAILURES = 5  # a broken setup fails every trial; stop paying for it early
+HYPERBAND_FACTOR = 3  # keeps the best third of each round: Hyperband's usual setting
+TRIAL_PATIENCE = 2  # epochs without progress before a random/bayesian trial stops
+PACKAGES = ("tensorflow", "keras", "tf-keras", "keras-tuner", "tensorflow-model-optimization",
+            "tensorboard", "ai-edge-litert", "numpy", "typer")
+OUTPUTS = ("tuner", "tensorboard", "trials.json", "best_hparams.json", "best.keras", "config.json")
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    run_dir: Path
+    best: dict  # the best_hparams.json document
+    counts: dict  # trials per status
+
+
+class OverBudget(keras_tuner.errors.FailedTrialError):
+    """A model over the parameter budget: skipped before any training."""
+
+
+class _StopSearch(Exception):
+    """Raised from a trial hook to end the search loop early."""
+
+
+class TrialRecorder:
+    """Tuner mixin: runs each trial on the project's input pipeline and records it.
+
+    Placed before a Keras Tuner class (Hyperband, RandomSearch, ...) in the MRO,
+    so that tuner's own trial schedule is kept as it is.
+    """
+
+    def setup(self, cfg: TuneConfig, split: data.Split, subset: tuple, run_dir: Path, log: Log):
+        self.cfg, self.split, self.subset, self.run_dir, self.log = cfg, split, subset, run_dir, log
+        self.trials_path = run_dir / "trials.json"
+        self.records = {r["id"]: r for r in runio.read_json(self.trials_path)} if self.trials_path.exists() else {}
+        self.errors: dict[str, BaseException] = {}
+        self.started: dict[str, float] = {}
+
+    def values(self, trial) -> dict:
+        return sample(self.hypermodel.space, trial.hyperparameters.copy())
+
+    def run_trial(self, trial, *args, **kwargs):
+        values = self.values(trial)
+        try:
+            params = count_params(values)
+            if self.cfg.max_params is not None and params > self.cfg.max_params:
+                raise OverBudget(f"{params:,} parameters > --max-params {self.cfg.max_params:,}")
+            # Each trial's weights and batches depend only on the seed and its id,
+            # so a resumed search retrains an interrupted trial exactly.
+            keras.utils.set_random_seed(self.cfg.seed + int(trial.trial_id))
+            x, y = self.subset
+            train_ds = pipeline.dataset(x, y, self.cfg.batch_size, pipeline.Augment.from_values(values),
+                                        seed=self.cfg.seed + int(trial.trial_id))
+            val_ds = pipeline.dataset(self.split.x_val, self.split.y_val, 1000)
+            callbacks = [
+                keras.callbacks.TerminateOnNaN(),
+                keras.callbacks.TensorBoard(str(self.run_dir / "tensorboard"), write_graph=False, profile_batch=0),
+            ]
+            if self.cfg.tuner != "hyperband":  # Hyperband stops bad trials itself
+                callbacks.append(keras.callbacks.EarlyStopping("val_accuracy", patience=TRIAL_PATIENCE))
+            return super().run_trial(trial, train_ds, validation_data=val_ds, epochs=self.cfg.max_epochs,
+                                     callbacks=callbacks, shuffle=False, verbose=0)
+        except BaseException as exc:
+            self.errors[trial.trial_id] = exc
+            raise
+
+    def on_trial_begin(self, trial):
+        super().on_trial_begin(trial)
+        self.started[trial.trial_id] = time.perf_counter()
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        ended = self.oracle.trials[trial.trial_id]
+        record = self.record(ended, time.perf_counter() - self.started.pop(trial.trial_id))
+        self.records[record["id"]] = record
+        runio.write_json(self.trials_path, list(self.records.values()))
+        self.log(describe(record, len(self.records), self.cfg.trials_limit()))
+        recent = [r["status"] for r in self.records.values() if r["status"] != "skipped"]
+        if len(recent) >= MAX_CONSECUTIVE_FAILURES and set(recent[-MAX_CONSECUTIVE_FAILURES:]) == {"failed"}:
+            raise _StopSearch(f"{MAX_CONSECUTIVE_FAILURES} trials in a row failed")
+
+    def record(self, trial, seconds: float) -> dict:
+        values = self.values(trial)
+        hp = trial.hyperparameters.values
+        error = self.errors.pop(trial.trial_id, None)
+        if trial.status == trial_module.TrialStatus.COMPLETED:
+            status, message = "completed", None
+        elif isinstance(error, OverBudget):
+            status, message = "skipped", str(error)
+        else:
+            status = "failed"
+            message = (f"{type(error).__name__}: {error}" if error is not None
+                       else (trial.message or "unknown error").strip().splitlines()[-1])
+        return {
+            "id": trial.trial_id,
+            "status": status,
+            "hyperparameters": values,
+            "epochs": hp.get("tuner/epochs", self.cfg.max_epochs),
+            "val_accuracy": float(trial.score) if status == "completed" else None,
+            "params": count_params(values),
+            "seconds": round(seconds, 2),
+            "error": message,
+        }
+
+
+TUNER_CLASSES = {
+    "hyperband": keras_tuner.Hyperband,
+    "random": keras_tuner.RandomSearch,
+    "bayesian": keras_tuner.BayesianOptimization,
+}
+
+
+def make_tuner(cfg: TuneConfig, space, run_dir: Path):
+    # Failures are recorded in trials.json and summed up in one line each;
+    # Keras Tuner would also print every traceback to stdout.
+    keras_tuner.src.config.DEBUG = False
+    base = TUNER_CLASSES[cfg.tuner]
+    cls = type(f"Recording{base.__name__}", (TrialRecorder, base), {})
+    kwargs = dict(
+        hypermodel=CNNHyperModel(space),
+        objective=keras_tuner.Objective("val_accuracy", "max"),
+        seed=cfg.seed,
+        directory=str(run_dir),
+        project_name="tuner",
+        overwrite=False,
+        max_consecutive_failed_trials=10**9,  # our own rule above ignores skipped trials
+    )
+    if cfg.tuner == "hyperband":
+        # With --max-trials, brackets repeat until that many trials ran; without, one Hyperband iteration.
+        tuner = cls(max_epochs=cfg.max_epochs, factor=HYPERBAND_FACTOR, **kwargs,
+                    hyperband_iterations=None if cfg.max_trials else 1)
+        tuner.oracle.max_trials = cfg.max_trials
+    else:
+        tuner = cls(max_trials=cfg.trials_limit(), **kwargs)
+    return tuner
+
+
+def describe(record: dict, n: int, total: int | None) -> str:
+    """One line a person can follow: trial number, result, model in short, time."""
+    v = record["hyperparameters"]
+    filters = ",".join(str(v[f"filters_{b}"]) for b in range(v["conv_blocks"]))
+    short = (f"blocks={v['conv_blocks']}x{v['convs_per_block']} filters={filters} k={v['kernel_size']} "
+             f"bn={int(v['batch_norm'])} gap={int(v['global_pooling'])} dense={v['dense_units']} "
+             f"drop={v['dropout']:.2f} rot={v['rotation']:g} zoom={v['zoom']:g} shift={v['translation']:g} "
+             f"lr={v['learning_rate']:.1e}")
+    result = (f"val_acc {record['val_accuracy']:.4f}" if record["status"] == "completed"
+              else record["status"].upper())
+    where = f"{n}/{total}" if total else str(n)
+    line = (f"trial {where:>7}  {result:<15} params {record['params']:>9,}  "
+            f"{record['seconds']:6.1f}s  ep {record['epochs']}  {short}")
+    if record["status"] != "completed":
+        line += f"\n    {record['error']}"
+    return line
+
+
+def package_versions() -> dict:
+    return {name: metadata.version(name) for name in PACKAGES}
+
+
+def prepare_run_dir(cfg: TuneConfig, settings: dict) -> Path:
+    """Make the run directory ready: new, resumed (same settings), or cleared (--overwrite)."""
+    run_dir = Path(cfg.run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"run directory {run_dir}: exists and is not a directory; "
+                          "pass --run-dir with a new or existing directory")
+    config_path = run_dir / "config.json"
+    if cfg.overwrite:
+        for name in OUTPUTS:
+            target = run_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+    elif config_path.exists():
+        before = runio.read_json(config_path).get("search", {})
+        diff = [f"{k}: {before.get(k)!r} -> {settings.get(k)!r}"
+                for k in sorted(set(before) | set(settings)) if before.get(k) != settings.get(k)]
+        if diff:
+            raise RunDirError(f"run directory {run_dir} holds a search with other settings ("
+                              + "; ".join(diff) + "); pass --overwrite to start it again, "
+                              "or choose a new --run-dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def tune(cfg: TuneConfig, log: Log = lambda line: None) -> TuneResult:
+    """The tuning stage: search, check the trials, retrain the winner, save."""
+    # 1. Inputs first, so that bad input writes nothing.
+    space = space_module.load(cfg.space)
+    split = data.load_split(cfg.seed, cfg.data)
+    settings = dict(cfg.search_settings(), space_sha256=_sha256(space.text), data_sha256=split.content_sha256)
+
+    # 2. Run directory: new, resumed, or cleared.
+    run_dir = prepare_run_dir(cfg, settings)
+    runio.write_json(run_dir / "config.json", {
+        "tune": cfg.to_dict(), "search": settings, "space_path": space.path, "data_source": split.source,
+        "packages": package_versions(),
+    })
+
+    # 3. Search. Trials see a fixed stratified subset of train; selection uses validation only.
+    n = min(cfg.train_subset or len(split.y_train), len(split.y_train))
+    idx = data.stratified_indices(split.y_train, n, cfg.seed)
+    tuner = make_tuner(cfg, space, run_dir)
+    tuner.setup(cfg, split, (split.x_train[idx], split.y_train[idx]), run_dir, log)
+    log(f"search: {cfg.tuner} over space '{space.name}', {n:,} training images per trial, "
+        f"{len(split.y_val):,} validation images; run directory {run_dir}")
+    try:
+        tuner.search(verbose=0)
+    except _StopSearch as stop:
+        log(f"search stopped: {stop}")
+
+    # 4. Check the trials: a search with no completed trial has no result.
+    records = list(tuner.records.values())
+    counts = {s: sum(r["status"] == s for r in records) for s in ("completed", "failed", "skipped")}
+    completed = [r for r in records if r["status"] == "completed"]
+    if not completed:
+        first = next((r["error"] for r in records if r["error"]), "no trial ran")
+        raise SearchFailed(f"no trial completed ({counts['failed']} failed, {counts['skipped']} skipped); "
+                           f"first error: {first}")
+    best = max(completed, key=lambda r: (r["val_accuracy"], -r["params"]))
+    log(f"search done: {counts['completed']} completed, {counts['failed']} failed, {counts['skipped']} skipped; "
+        f"best trial {best['id']} val_accuracy {best['val_accuracy']:.4f}")
+
+    # 5. Retrain the winner on the whole train split, early-stopped on validation.
+    log(f"retraining trial {best['id']} on {len(split.y_train):,} images for up to {cfg.final_epochs} epochs")
+    model, history = train.train(best["hyperparameters"], split, cfg.final_epochs, cfg.batch_size, cfg.seed, log)
+    doc = {
+        "trial_id": best["id"],
+        "hyperparameters": best["hyperparameters"],
+        "params": model.count_params(),
+        "search_val_accuracy": best["val_accuracy"],
+        "val_accuracy": max(history["val_accuracy"]),
+        "epochs_trained": len(history["val_accuracy"]),
+        "space": space.name,
+    }
+
+    # 6. Save: the model, then the document that says it is finished.
+    with runio.atomic_path(run_dir / "best.keras") as tmp:
+        model.save(tmp)
+    runio.write_json(run_dir / "best_hparams.json", doc)
+    log(f"best model: {run_dir / 'best.keras'}  val_accuracy {doc['val_accuracy']:.4f}  params {doc['params']:,}")
+    return TuneResult(run_dir, doc, counts)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

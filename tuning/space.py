@@ -1,0 +1,215 @@
+"""Search spaces: TOML files under search_spaces/, loaded and validated strictly.
+
+A space file has an optional `description` and one table, `[hyperparameters]`.
+Each key there is one of `PARAMS` and takes one of these forms:
+
+    conv_blocks = 2                                  # fixed value
+    filters = { choices = [16, 32, 64] }             # pick one
+    dropout = { min = 0.0, max = 0.5, step = 0.1 }   # range (ints or floats)
+    learning_rate = { min = 1e-4, max = 1e-2, sampling = "log" }
+
+Keys left out take the fixed value in `PARAMS`. Validation names the file,
+the key, the bad value and the allowed form, and nothing is written on error.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Union
+
+from mnist_opt.errors import SearchSpaceError
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What one hyperparameter may be: its type, allowed interval, and default."""
+
+    kind: type  # int, float or bool
+    low: float | None
+    high: float | None
+    high_open: bool  # True when `high` itself is not allowed
+    default: object
+    help: str
+
+    def allowed(self) -> str:
+        if self.kind is bool:
+            return "true or false"
+        name = "an int" if self.kind is int else "a number"
+        hi = ")" if self.high_open else "]"
+        return f"{name} in [{self.low}, {'inf' if self.high is None else self.high}{hi}"
+
+    def accepts(self, value) -> bool:
+        if self.kind is bool:
+            return isinstance(value, bool)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.kind is int and not isinstance(value, int):
+            return False
+        if not math.isfinite(value) or value < self.low:
+            return False
+        if self.high is None:
+            return True
+        return value < self.high if self.high_open else value <= self.high
+
+
+PARAMS: dict[str, Spec] = {
+    "conv_blocks": Spec(int, 1, 3, False, 2, "conv blocks, each ending in 2x2 max pooling (28 -> 3 px after 3)"),
+    "convs_per_block": Spec(int, 1, 3, False, 1, "conv layers in each block"),
+    "filters": Spec(int, 1, 512, False, 32, "filters of each block's convs (one value per block is searched)"),
+    "kernel_size": Spec(int, 1, 7, False, 3, "conv kernel size"),
+    "batch_norm": Spec(bool, None, None, False, False, "batch normalization after each conv"),
+    "global_pooling": Spec(bool, None, None, False, False, "global average pooling instead of flatten"),
+    "dense_units": Spec(int, 0, 4096, False, 0, "hidden dense units before the classifier; 0 = none"),
+    "dropout": Spec(float, 0.0, 1.0, True, 0.0, "dropout before the dense layers"),
+    "rotation": Spec(float, 0.0, 180.0, False, 0.0, "augmentation: max rotation in degrees; 0 = off"),
+    "zoom": Spec(float, 0.0, 1.0, True, 0.0, "augmentation: max zoom as a fraction; 0 = off"),
+    "translation": Spec(float, 0.0, 1.0, True, 0.0, "augmentation: max shift as a fraction of 28 px; 0 = off"),
+    "learning_rate": Spec(float, 1e-6, 1.0, False, 1e-3, "Adam learning rate"),
+    "label_smoothing": Spec(float, 0.0, 1.0, True, 0.0, "label smoothing of the loss"),
+}
+
+
+@dataclass(frozen=True)
+class Fixed:
+    value: object
+
+
+@dataclass(frozen=True)
+class Choice:
+    values: tuple
+
+
+@dataclass(frozen=True)
+class Range:
+    min: float
+    max: float
+    step: float | None = None
+    sampling: str = "linear"
+
+
+Param = Union[Fixed, Choice, Range]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    path: str
+    text: str
+    description: str
+    params: dict[str, Param]
+
+    def corner(self, which: str) -> dict[str, object]:
+        """The smallest ("low") or largest ("high") value of every hyperparameter."""
+        pick = min if which == "low" else max
+        out = {}
+        for key, p in self.params.items():
+            if isinstance(p, Fixed):
+                out[key] = p.value
+            elif isinstance(p, Choice):
+                out[key] = pick(p.values)
+            else:
+                out[key] = pick(p.min, p.max)
+        return out
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.name[: -len(".toml")] for p in resources.files("search_spaces").iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def resolve(name_or_path: str) -> Path:
+    """A built-in space name (`default`, `tiny`) or a path to a .toml file."""
+    builtin = resources.files("search_spaces") / f"{name_or_path}.toml"
+    if "/" not in name_or_path and not name_or_path.endswith(".toml") and builtin.is_file():
+        return Path(str(builtin))
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise SearchSpaceError(f"search space {name_or_path!r}: no such file or built-in space; "
+                               f"use one of {builtin_names()} or a path to a .toml file")
+    return path
+
+
+def load(name_or_path: str) -> SearchSpace:
+    path = resolve(name_or_path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SearchSpaceError(f"{path}: cannot read search space ({exc})") from exc
+    return parse(text, str(path))
+
+
+def parse(text: str, where: str = "<string>") -> SearchSpace:
+    """Parse and validate a search space document; raise SearchSpaceError on any problem."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SearchSpaceError(f"{where}: not valid TOML ({exc})") from exc
+    unknown = set(doc) - {"description", "hyperparameters"}
+    if unknown:
+        raise SearchSpaceError(f"{where}: unknown top-level key {sorted(unknown)[0]!r}; "
+                               "allowed: 'description' and a [hyperparameters] table")
+    description = doc.get("description", "")
+    if not isinstance(description, str):
+        raise SearchSpaceError(f"{where}: description: expected a string, got {description!r}")
+    table = doc.get("hyperparameters")
+    if not isinstance(table, dict):
+        raise SearchSpaceError(f"{where}: expected a [hyperparameters] table, got {table!r}")
+    params: dict[str, Param] = {key: Fixed(spec.default) for key, spec in PARAMS.items()}
+    for key, raw in table.items():
+        if key not in PARAMS:
+            raise SearchSpaceError(f"{where}: hyperparameters.{key}: unknown key; "
+                                   f"allowed keys: {', '.join(PARAMS)}")
+        params[key] = _param(raw, PARAMS[key], f"{where}: hyperparameters.{key}")
+    name = Path(where).stem if where.endswith(".toml") else where
+    return SearchSpace(name, where, text, description, params)
+
+
+def _param(raw, spec: Spec, where: str) -> Param:
+    form = (f"a value, {{ choices = [...] }}" +
+            ("" if spec.kind is bool else ", or { min, max, step?, sampling? }") +
+            f", each value {spec.allowed()}")
+    if not isinstance(raw, dict):
+        _check_value(raw, spec, where)
+        return Fixed(_coerce(raw, spec))
+    keys = set(raw)
+    if keys == {"choices"}:
+        values = raw["choices"]
+        if not isinstance(values, list) or not values:
+            raise SearchSpaceError(f"{where}: choices: expected a non-empty list of {spec.allowed()}, got {values!r}")
+        for v in values:
+            _check_value(v, spec, f"{where}: choices", values)
+        coerced = tuple(dict.fromkeys(_coerce(v, spec) for v in values))
+        return Choice(coerced)
+    if spec.kind is not bool and {"min", "max"} <= keys <= {"min", "max", "step", "sampling"}:
+        lo, hi = raw["min"], raw["max"]
+        _check_value(lo, spec, f"{where}: min")
+        _check_value(hi, spec, f"{where}: max")
+        if lo > hi:
+            raise SearchSpaceError(f"{where}: min {lo!r} > max {hi!r}; expected min <= max")
+        step = raw.get("step")
+        if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float))
+                                 or not step > 0 or (spec.kind is int and not isinstance(step, int))):
+            raise SearchSpaceError(f"{where}: step: expected a positive {spec.kind.__name__}, got {step!r}")
+        sampling = raw.get("sampling", "linear")
+        if sampling not in ("linear", "log"):
+            raise SearchSpaceError(f"{where}: sampling: expected 'linear' or 'log', got {sampling!r}")
+        if sampling == "log" and lo <= 0:
+            raise SearchSpaceError(f"{where}: sampling 'log' needs min > 0, got min {lo!r}")
+        if sampling == "log" and step is not None:
+            raise SearchSpaceError(f"{where}: step and sampling 'log' cannot go together; drop one")
+        return Range(_coerce(lo, spec), _coerce(hi, spec), step, sampling)
+    raise SearchSpaceError(f"{where}: expected {form}; got {raw!r}")
+
+
+def _check_value(value, spec: Spec, where: str, whole=None) -> None:
+    if not spec.accepts(value):
+        got = value if whole is None else whole
+        raise SearchSpaceError(f"{where}: expected {spec.allowed()}, got {got!r}")
+
+
+def _coerce(value, spec: Spec):
+    return float(value) if spec.kind is float else value

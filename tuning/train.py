@@ -1,0 +1,69 @@
+"""Training one model to the end: the search winner's retrain and the baseline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+
+from mnist_opt import runio
+from mnist_opt.errors import RunDirError
+from tuning import data, pipeline
+from tuning.data import Split
+from tuning.hypermodel import BASELINE, build_cnn, compile_model
+
+PATIENCE = 4  # epochs without a better val_accuracy before stopping; noisy on 6k images
+
+
+class EpochLog(keras.callbacks.Callback):
+    """One short line per epoch, through the caller's `log`."""
+
+    def __init__(self, log: Callable[[str], None], epochs: int):
+        super().__init__()
+        self.log, self.epochs = log, epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self.log(f"  epoch {epoch + 1}/{self.epochs}  loss {logs.get('loss', float('nan')):.4f}  "
+                 f"val_accuracy {logs.get('val_accuracy', float('nan')):.4f}")
+
+
+def train(values: dict, split: Split, epochs: int, batch_size: int, seed: int,
+          log: Callable[[str], None] = lambda line: None) -> tuple[keras.Model, dict]:
+    """Train `build_cnn(values)` on the whole train split, early-stopped on validation.
+
+    Returns the model with its best weights restored, and the history.
+    """
+    keras.utils.set_random_seed(seed)
+    model = build_cnn(values)
+    compile_model(model, values)
+    train_ds = pipeline.dataset(split.x_train, split.y_train, batch_size,
+                                pipeline.Augment.from_values(values), seed=seed)
+    val_ds = pipeline.dataset(split.x_val, split.y_val, 1000)
+    callbacks = [
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.ReduceLROnPlateau("val_accuracy", factor=0.5, patience=2, min_lr=1e-5),
+        keras.callbacks.EarlyStopping("val_accuracy", patience=PATIENCE, restore_best_weights=True),
+        EpochLog(log, epochs),
+    ]
+    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, shuffle=False, verbose=0)  # the dataset shuffles
+    return model, history.history
+
+
+def train_baseline(run_dir: Path, epochs: int, seed: int, data_path: str | None = None,
+                   log: Callable[[str], None] = lambda line: None) -> Path:
+    """Train the original project's CNN on the same split and pipeline; save `baseline.keras`."""
+    split = data.load_split(seed, data_path)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"run directory {run_dir}: exists and is not a directory; pass --run-dir with a directory")
+    log(f"baseline: Conv2D(32) + MaxPooling, Flatten, Dense softmax; up to {epochs} epochs")
+    model, history = train(BASELINE, split, epochs, 128, seed, log)
+    path = run_dir / "baseline.keras"
+    with runio.atomic_path(path) as tmp:
+        model.save(tmp)
+    runio.write_json(run_dir / "baseline.json", {
+        "hyperparameters": BASELINE, "params": model.count_params(), "seed": seed, "epochs": epochs,
+        "val_accuracy": max(history["val_accuracy"]), "data_sha256": split.content_sha256,
+    })
+    return path
