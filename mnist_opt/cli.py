@@ -14,7 +14,8 @@ from typing import Optional
 import typer
 
 from mnist_opt.errors import MnistOptError
-from tuning.config import TuneConfig as T  # plain dataclass: no TensorFlow import
+from export.config import VARIANTS, ExportConfig as E  # plain dataclasses: no TensorFlow import
+from tuning.config import TuneConfig as T
 
 app = typer.Typer(help="Tune, prune, quantize and compare MNIST digit classifiers.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -100,6 +101,31 @@ def train(
 
     path = _call(go)
     typer.echo(f"done: baseline model in {path}")
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory with a finished tuning (best.keras)."),
+    sparsity: float = typer.Option(E.sparsity, help="Target fraction of zero weights in pruned kernels, in [0, 1)."),
+    prune_epochs: int = typer.Option(E.prune_epochs, min=1, help="Fine-tuning epochs while pruning."),
+    qat_epochs: int = typer.Option(E.qat_epochs, min=0, help="Quantization-aware fine-tuning epochs."),
+    variants: str = typer.Option(",".join(VARIANTS), help="Comma-separated variants to write."),
+    train_subset: Optional[int] = typer.Option(None, min=100, help="Fine-tuning images (default: all 54,000)."),
+):
+    """Prune, quantize and convert a run's best model to TFLite variants under RUN/export/.
+
+    Example: mnist-opt export runs/first --sparsity 0.8 --variants int8,pruned_int8
+    """
+    cfg = E(run_dir=str(run_dir), sparsity=sparsity, prune_epochs=prune_epochs, qat_epochs=qat_epochs,
+            variants=tuple(v.strip() for v in variants.split(",") if v.strip()), train_subset=train_subset)
+
+    def go():
+        from export.run import export as run_export
+
+        return run_export(cfg, _echo)
+
+    manifest = _call(go)
+    typer.echo(f"done: {len(manifest['variants'])} variants and manifest.json in {run_dir / 'export'}")
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Importing TensorFlow quietly: a person should see the tool's lines, not TF's start-up noise."""
+"""Keeping TensorFlow's C++ chatter off the terminal: a person should see the tool's lines."""
 
 from __future__ import annotations
 
@@ -6,25 +6,23 @@ import os
 import sys
 import tempfile
 import warnings
+from contextlib import contextmanager
 
 
-def quiet_tensorflow() -> None:
-    """Import TensorFlow with its C++ and absl start-up messages hidden.
+@contextmanager
+def silenced_stderr():
+    """Hide what C++ code writes to file descriptor 2; show it again if the block fails.
 
-    Some of them ("Could not find cuda drivers") are written to file
-    descriptor 2 before any log level applies, so stderr is captured during
-    the import and shown only if the import fails.
+    TensorFlow, the TFLite converter and LiteRT print start-up and info lines
+    ("Could not find cuda drivers", "Created TensorFlow Lite XNNPACK delegate")
+    below Python, where no log level reaches.
     """
-    if "tensorflow" in sys.modules:
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow as tf  # noqa: F401
+            yield
         except BaseException:
             os.dup2(saved, 2)
             captured.seek(0)
@@ -33,8 +31,17 @@ def quiet_tensorflow() -> None:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+def quiet_tensorflow() -> None:
+    """Import TensorFlow with its start-up messages hidden and its Python logs at ERROR."""
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    with silenced_stderr():
+        import tensorflow as tf
     import absl.logging
-    import tensorflow as tf
 
     absl.logging.set_verbosity(absl.logging.ERROR)
     tf.get_logger().setLevel("ERROR")

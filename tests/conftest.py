@@ -39,3 +39,37 @@ def smoke_run(tmp_path_factory):
         "--final-epochs", "1", "--seed", str(SEED), "--run-dir", str(run_dir)])
     assert result.exit_code == 0, result.output
     return run_dir, result.output
+
+
+@pytest.fixture(scope="session")
+def smoke_export(smoke_run):
+    """All seven variants of the smoke run's model, exported through the CLI on tiny fine-tuning data."""
+    from typer.testing import CliRunner
+
+    from mnist_opt.cli import app
+
+    run_dir, _ = smoke_run
+    result = CliRunner().invoke(app, ["export", str(run_dir), "--prune-epochs", "1", "--qat-epochs", "1",
+                                      "--train-subset", "1000"])
+    assert result.exit_code == 0, result.output
+    return run_dir, result.output
+
+
+@pytest.fixture(scope="session")
+def small_legacy_model():
+    """A small trained tf_keras CNN and the data it saw: (model, values, x_train, y_train, x_val, y_val)."""
+    import keras
+    import tf_keras
+
+    from tuning import data, pipeline
+    from tuning.hypermodel import BASELINE, build_cnn, compile_model
+
+    keras.utils.set_random_seed(SEED)
+    values = dict(BASELINE, conv_blocks=2, filters_0=8, filters_1=16, batch_norm=True, dense_units=32)
+    split = data.load_split(SEED)
+    idx = data.stratified_indices(split.y_train, 3000, SEED)
+    x, y = split.x_train[idx], split.y_train[idx]
+    model = build_cnn(values, tf_keras)
+    compile_model(model, values, k=tf_keras)
+    model.fit(pipeline.dataset(x, y, 128, seed=SEED), epochs=2, verbose=0)
+    return model, values, x, y, split.x_val[:500], split.y_val[:500]

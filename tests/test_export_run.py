@@ -1,0 +1,70 @@
+import gzip
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+from typer.testing import CliRunner
+
+from export.config import VARIANTS
+from mnist_opt.cli import app
+
+
+def test_all_variants_and_manifest_are_written(seed, smoke_export):
+    run_dir, output = smoke_export
+    manifest = json.loads((run_dir / "export" / "manifest.json").read_text())
+    assert [v["name"] for v in manifest["variants"]] == list(VARIANTS)
+    for entry in manifest["variants"]:
+        data = (run_dir / "export" / entry["file"]).read_bytes()
+        assert entry["bytes"] == len(data) and entry["gzip_bytes"] == len(gzip.compress(data, 9))
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+        assert entry["agreement_with_source"] >= 0.98, entry["name"]
+        interpreter = Interpreter(model_path=str(run_dir / "export" / entry["file"]))
+        detail = interpreter.get_input_details()[0]
+        interpreter.resize_tensor_input(detail["index"], [4, 28, 28, 1])
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(detail["index"], np.zeros((4, 28, 28, 1), detail["dtype"]))
+        interpreter.invoke()
+        assert interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).shape == (4, 10)
+    assert "wrote" in output
+
+
+def test_int8_variants_are_int8_smaller_and_pruned_ones_sparse(seed, smoke_export):
+    run_dir, _ = smoke_export
+    variants = {v["name"]: v for v in json.loads((run_dir / "export" / "manifest.json").read_text())["variants"]}
+    for name in ("int8", "pruned_int8", "pruned_qat_int8"):
+        assert variants[name]["input"]["dtype"] == variants[name]["output"]["dtype"] == "int8"
+        assert variants[name]["bytes"] < variants["float32"]["bytes"]
+    target = variants["pruned_int8"]["settings"]["sparsity"]
+    for name in ("pruned_float32", "pruned_int8", "pruned_qat_int8"):
+        assert abs(variants[name]["sparsity"] - target) <= 0.02, name
+    assert variants["pruned_float32"]["gzip_bytes"] < 0.6 * variants["float32"]["gzip_bytes"]
+    assert variants["pruned_int8"]["gzip_bytes"] < 0.8 * variants["int8"]["gzip_bytes"]
+
+
+def test_partial_export_keeps_unchanged_entries(seed, smoke_export):
+    run_dir, _ = smoke_export
+    result = CliRunner().invoke(app, ["export", str(run_dir), "--variants", "float16"])
+    assert result.exit_code == 0, result.output
+    names = [v["name"] for v in json.loads((run_dir / "export" / "manifest.json").read_text())["variants"]]
+    assert names == list(VARIANTS)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["{missing}"], "does not exist"),
+    (["{empty}"], "no finished tuning (best.keras, best_hparams.json, config.json missing)"),
+    (["{run}", "--sparsity", "1.0"], "--sparsity: expected a fraction in [0, 1), got 1.0"),
+    (["{run}", "--sparsity", "-0.1"], "--sparsity: expected a fraction in [0, 1)"),
+    (["{run}", "--variants", "int8,int4"], "unknown variant int4"),
+])
+def test_bad_input_exits_2_and_writes_nothing(seed, smoke_run, tmp_path, args, expected):
+    run_dir, _ = smoke_run
+    (tmp_path / "empty").mkdir()
+    paths = {"missing": tmp_path / "missing", "empty": tmp_path / "empty", "run": run_dir}
+    before = sorted(p.name for p in run_dir.rglob("*"))
+    result = CliRunner().invoke(app, ["export", *[a.format(**paths) for a in args]])
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
+    assert sorted(p.name for p in run_dir.rglob("*")) == before
+    assert list((tmp_path / "empty").iterdir()) == []
