@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# The main job. Run again with the same RUN_DIR to resume.
+# The main job: tune -> export -> report. Run again with the same RUN_DIR to resume.
+PRESET ?= standard
 run: $(STAMP)
-	$(BIN)/mnist-opt tune --run-dir $(RUN_DIR)
+	$(BIN)/mnist-opt run --preset $(PRESET) --run-dir $(RUN_DIR)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

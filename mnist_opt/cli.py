@@ -6,6 +6,7 @@ imports TensorFlow.
 
 from __future__ import annotations
 
+import json
 import time
 from enum import Enum
 from pathlib import Path
@@ -15,6 +16,7 @@ import typer
 
 from mnist_opt.errors import MnistOptError
 from export.config import VARIANTS, ExportConfig as E  # plain dataclasses: no TensorFlow import
+from reports.config import ReportConfig as R
 from tuning.config import TuneConfig as T
 
 app = typer.Typer(help="Tune, prune, quantize and compare MNIST digit classifiers.",
@@ -126,6 +128,109 @@ def export(
 
     manifest = _call(go)
     typer.echo(f"done: {len(manifest['variants'])} variants and manifest.json in {run_dir / 'export'}")
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="A tuned and exported run directory."),
+    latency_runs: int = typer.Option(R.latency_runs, min=1, help="Timed batch-1 runs per model."),
+):
+    """Measure every model of a run on the 10,000 test images; write report.json/.md/.html.
+
+    Example: mnist-opt report runs/first
+    """
+
+    def go():
+        from reports.report import report as run_report
+
+        return run_report(R(run_dir=str(run_dir), latency_runs=latency_runs), _echo)
+
+    doc = _call(go)
+    typer.echo(doc["table"])
+    typer.echo(f"recommended: {doc['recommended']}\nreport: {run_dir / 'report.html'} (also report.md, report.json)")
+
+
+class PresetName(str, Enum):
+    quick = "quick"
+    standard = "standard"
+    full = "full"
+
+
+@app.command()
+def run(
+    preset: PresetName = typer.Option(PresetName.standard, help="quick: a few minutes; standard: the main job; "
+                                      "full: more search, longer training."),
+    run_dir: Optional[Path] = typer.Option(None, help="Where every output goes (default: runs/<timestamp>). "
+                                           "Run again with the same directory to resume."),
+    seed: Optional[int] = typer.Option(None, help="Seed (default: the preset's, 0)."),
+):
+    """Tune, export and report in one go; print where the report is.
+
+    Example: mnist-opt run --preset quick --run-dir runs/demo
+    """
+    target = run_dir or Path(_default_run_dir())
+
+    def go():
+        from mnist_opt.pipeline import run as run_pipeline
+
+        return run_pipeline(preset.value, str(target), seed, _echo)
+
+    doc = _call(go)
+    typer.echo(doc["table"])
+    typer.echo(f"recommended: {doc['recommended']}\nreport: {target / 'report.html'} (also report.md, report.json)")
+
+
+@app.command()
+def evaluate(
+    model: Path = typer.Argument(..., help="A .keras or .tflite model file."),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    data: Optional[Path] = typer.Option(None, help=DATA_HELP),
+):
+    """Test accuracy, per-class accuracy and confusion matrix of one model file.
+
+    Example: mnist-opt evaluate runs/first/export/int8.tflite --json
+    """
+
+    def go():
+        from reports.evaluate import evaluate as run_evaluate
+
+        return run_evaluate(model, str(data) if data else None)
+
+    result = _call(go)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"{result['model']}: test accuracy {100 * result['accuracy']:.2f}% on {result['images']:,} images")
+    typer.echo("per class: " + "  ".join(f"{d}:{100 * a:.1f}" for d, a in enumerate(result["per_class_accuracy"])))
+    typer.echo("confusion (rows true 0-9, columns predicted 0-9):")
+    for row in result["confusion"]:
+        typer.echo(" ".join(f"{n:5d}" for n in row))
+
+
+@app.command()
+def predict(
+    model: Path = typer.Argument(..., help="A .keras or .tflite model file."),
+    images: list[Path] = typer.Argument(..., help="PNG or JPEG images of one digit each, any size or polarity."),
+    top: int = typer.Option(1, min=1, max=10, help="How many digits to list per image."),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+):
+    """Classify images of handwritten digits, preprocessed the way MNIST was made.
+
+    Example: mnist-opt predict runs/first/export/int8.tflite seven.png --top 3
+    """
+
+    def go():
+        from reports.evaluate import Model
+        from reports.predict import predict as run_predict
+
+        return run_predict(Model(model), images, top)
+
+    results = _call(go)
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+        return
+    for r in results:
+        typer.echo(f"{r['image']}: " + ", ".join(f"{t['digit']} ({100 * t['probability']:.1f}%)" for t in r["top"]))
 
 
 def main() -> None:

@@ -73,3 +73,16 @@ def small_legacy_model():
     compile_model(model, values, k=tf_keras)
     model.fit(pipeline.dataset(x, y, 128, seed=SEED), epochs=2, verbose=0)
     return model, values, x, y, split.x_val[:500], split.y_val[:500]
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory):
+    """`mnist-opt run --preset quick`: tune, export and report, end to end, through the CLI."""
+    from typer.testing import CliRunner
+
+    from mnist_opt.cli import app
+
+    run_dir = tmp_path_factory.mktemp("quick") / "run"
+    result = CliRunner().invoke(app, ["run", "--preset", "quick", "--run-dir", str(run_dir), "--seed", str(SEED)])
+    assert result.exit_code == 0, result.output
+    return run_dir, result.output

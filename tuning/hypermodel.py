@@ -36,11 +36,13 @@ def build_cnn(values: dict, k=keras):
     bn = values["batch_norm"]
     for b in range(values["conv_blocks"]):
         for c in range(values["convs_per_block"]):
-            x = L.Conv2D(values[f"filters_{b}"], values["kernel_size"], padding="same",
-                         use_bias=not bn, name=f"conv{b}_{c}")(x)
+            # Without batch norm the ReLU is the conv's own activation: tfmot's pruning-preserving
+            # QAT masks a conv kernel only then (a separate ReLU layer makes it skip the kernel).
+            x = L.Conv2D(values[f"filters_{b}"], values["kernel_size"], padding="same", use_bias=not bn,
+                         activation=None if bn else "relu", name=f"conv{b}_{c}")(x)
             if bn:
                 x = L.BatchNormalization(name=f"bn{b}_{c}")(x)
-            x = L.ReLU(name=f"relu{b}_{c}")(x)
+                x = L.ReLU(name=f"relu{b}_{c}")(x)
         x = L.MaxPooling2D(2, name=f"pool{b}")(x)
     x = L.GlobalAveragePooling2D(name="gap")(x) if values["global_pooling"] else L.Flatten(name="flatten")(x)
     if values["dropout"] > 0:

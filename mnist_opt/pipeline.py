@@ -1,0 +1,85 @@
+"""tune -> export -> report in one go, with presets. Finished stages are not run again."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from export.config import ExportConfig
+from reports.config import ReportConfig
+from tuning.config import TuneConfig
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Preset:
+    tune: TuneConfig
+    export: ExportConfig
+    report: ReportConfig
+
+
+PRESETS = {
+    # A demo and smoke path: a real search over small models. A few minutes on 2 cores.
+    "quick": Preset(
+        TuneConfig(space="tiny", tuner="random", max_trials=3, max_epochs=1, train_subset=3000, final_epochs=2),
+        ExportConfig(run_dir="", prune_epochs=1, qat_epochs=1, train_subset=10000),
+        ReportConfig(run_dir="", baseline_epochs=1)),
+    # The README's main job: Hyperband's default schedule, full retrain and fine-tuning.
+    "standard": Preset(TuneConfig(), ExportConfig(run_dir=""), ReportConfig(run_dir="", baseline_epochs=5)),
+    # More search and longer training, for the best result.
+    "full": Preset(
+        TuneConfig(max_trials=60, train_subset=24000, final_epochs=30),
+        ExportConfig(run_dir="", prune_epochs=6, qat_epochs=3),
+        ReportConfig(run_dir="")),
+}
+
+
+def configs(preset: str, run_dir: str, seed: int | None = None) -> Preset:
+    p = PRESETS[preset]
+    tune = replace(p.tune, run_dir=run_dir, seed=p.tune.seed if seed is None else seed)
+    return Preset(tune, replace(p.export, run_dir=run_dir), replace(p.report, run_dir=run_dir))
+
+
+def tuning_done(cfg: TuneConfig) -> bool:
+    from mnist_opt import runio
+
+    run = Path(cfg.run_dir)
+    if not all((run / n).is_file() for n in ("best.keras", "best_hparams.json", "config.json")):
+        return False
+    return runio.read_json(run / "config.json")["tune"] == cfg.to_dict()
+
+
+def export_done(cfg: ExportConfig) -> bool:
+    from export.run import previous_entries
+    from mnist_opt import runio
+
+    path = Path(cfg.run_dir) / "export" / "manifest.json"
+    if not path.is_file() or runio.read_json(path)["settings"] != cfg.to_dict():
+        return False
+    return {e["name"] for e in previous_entries(path.parent)} == set(cfg.variants)
+
+
+def run(preset: str, run_dir: str, seed: int | None = None, log: Log = lambda line: None) -> dict:
+    """The whole toolkit: search, export, report. Returns the report document."""
+    from export.run import export
+    from reports.report import report
+    from tuning.search import tune
+
+    cfg = configs(preset, run_dir, seed)
+    # 1. Tune (a finished search with the same settings is kept; an unfinished one resumes).
+    if tuning_done(cfg.tune):
+        log(f"[1/3] tune: already done in {run_dir}")
+    else:
+        log(f"[1/3] tune ({preset})")
+        tune(cfg.tune, log)
+    # 2. Export.
+    if export_done(cfg.export):
+        log(f"[2/3] export: already done in {run_dir}/export")
+    else:
+        log("[2/3] export")
+        export(cfg.export, log)
+    # 3. Report: always measured afresh.
+    log("[3/3] report")
+    return report(cfg.report, log)

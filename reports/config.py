@@ -1,0 +1,17 @@
+"""Settings of the report stage: every default in one place, each with its reason."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    run_dir: str
+    latency_runs: int = 1000  # batch-1 invocations timed per model: enough for a stable p95
+    warmup_runs: int = 100  # untimed first calls: allocation, caches, XNNPACK set-up
+    baseline_epochs: int = 10  # when baseline.keras is missing: what the original project trained for
+    accuracy_window: float = 0.1  # points: the recommended variant is the smallest file this close to the best
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,179 @@
+"""The report stage: every model of a run, measured now, on the 10,000 MNIST test images.
+
+    RUN/report.json   every figure, each file's sha256, settings and package versions
+    RUN/report.md     the table, the recommended variant flagged
+    RUN/report.html   the table and the figures, self-contained (opens offline)
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import html
+from collections.abc import Callable
+from pathlib import Path
+
+from mnist_opt import runio
+from mnist_opt.errors import RunDirError
+from reports import plots
+from reports.config import ReportConfig
+from reports.evaluate import Model, scores
+from tuning.data import load_test
+from tuning.search import package_versions
+
+Log = Callable[[str], None]
+
+
+def check_inputs(cfg: ReportConfig) -> dict:
+    run = Path(cfg.run_dir)
+    if not run.is_dir():
+        raise RunDirError(f"run directory {run}: does not exist; run `mnist-opt run --run-dir {run}` first")
+    needed = ["best.keras", "best_hparams.json", "config.json", "export/manifest.json"]
+    missing = [n for n in needed if not (run / n).is_file()]
+    if missing:
+        raise RunDirError(f"run directory {run}: unfinished ({', '.join(missing)} missing); run "
+                          f"`mnist-opt tune --run-dir {run}` and `mnist-opt export {run}` first")
+    return {"best": runio.read_json(run / "best_hparams.json"), "tune": runio.read_json(run / "config.json")["tune"],
+            "manifest": runio.read_json(run / "export" / "manifest.json")}
+
+
+def recommend(rows: list[dict], window: float) -> str | None:
+    """The smallest exported file within `window` points of the best exported accuracy."""
+    exported = [r for r in rows if r["kind"] == "tflite"]
+    if not exported:
+        return None
+    best = max(r["test_accuracy"] for r in exported)
+    close = [r for r in exported if 100 * (best - r["test_accuracy"]) <= window + 1e-9]
+    return min(close, key=lambda r: (r["bytes"], r["gzip_bytes"]))["name"]
+
+
+def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
+    """Measure every model of the run on the test set; write report.json, report.md, report.html."""
+    # 1. Inputs: a tuned and exported run; the baseline is trained if missing.
+    docs = check_inputs(cfg)
+    run_dir = Path(cfg.run_dir)
+    tune_cfg = docs["tune"]
+    if not (run_dir / "baseline.keras").is_file():
+        from tuning.train import train_baseline
+
+        log(f"baseline.keras missing: training the reference CNN ({cfg.baseline_epochs} epochs)")
+        train_baseline(run_dir, cfg.baseline_epochs, tune_cfg["seed"], tune_cfg["data"], log)
+
+    # 2. The models, in table order, each loaded from its file.
+    entries = [("baseline", run_dir / "baseline.keras", None), ("tuned", run_dir / "best.keras", None)]
+    entries += [(v["name"], run_dir / "export" / v["file"], v) for v in docs["manifest"]["variants"]]
+    x_test, y_test = load_test(tune_cfg["data"])
+
+    # 3. Measure: test accuracy, agreement with the tuned model, size, latency.
+    rows, predictions = [], {}
+    for name, path, entry in entries:
+        model = Model(path)
+        predicted = model.probabilities(x_test).argmax(1)
+        predictions[name] = predicted
+        data = model.bytes
+        row = {
+            "name": name,
+            "kind": model.kind,
+            "file": str(path.relative_to(run_dir)),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "matches_manifest": None if entry is None else hashlib.sha256(data).hexdigest() == entry["sha256"],
+            "test_accuracy": None,
+            "params": model.keras.count_params() if model.kind == "keras" else docs["best"]["params"],
+            "bytes": len(data),
+            "gzip_bytes": len(gzip.compress(data, 9)),
+            "sparsity": 0.0 if entry is None else entry["sparsity"],
+            "quantization": "none" if entry is None else entry["quantization"],
+            **model.latency_us(x_test[0], cfg.latency_runs, cfg.warmup_runs),
+        }
+        s = scores(y_test, predicted)
+        row.update(test_accuracy=s["accuracy"], per_class_accuracy=s["per_class_accuracy"], confusion=s["confusion"])
+        rows.append(row)
+        log(f"measured {name:<16} test accuracy {100 * row['test_accuracy']:.2f}%  "
+            f"{row['bytes']:>9,} bytes  median {row['median_us']:,.0f} us")
+    float_bytes = next((r["bytes"] for r in rows if r["name"] == "float32"), None)
+    for row in rows:
+        row["agreement_with_tuned"] = float((predictions[row["name"]] == predictions["tuned"]).mean())
+        row["size_vs_float32"] = row["bytes"] / float_bytes if float_bytes else None
+
+    # 4. Write: json (everything), markdown (the table), html (table and figures).
+    recommended = recommend(rows, cfg.accuracy_window)
+    doc = {
+        "run_dir": str(run_dir),
+        "test_images": int(len(y_test)),
+        "recommended": recommended,
+        "recommendation_rule": f"smallest exported file within {cfg.accuracy_window} points of the best "
+                               "exported test accuracy",
+        "rows": rows,
+        "settings": {"report": cfg.to_dict(), "tune": tune_cfg, "export": docs["manifest"]["settings"]},
+        "best_hparams": docs["best"],
+        "packages": package_versions(),
+    }
+    trials = runio.read_json(run_dir / "trials.json") if (run_dir / "trials.json").is_file() else []
+    table = markdown_table(rows, recommended)
+    runio.write_json(run_dir / "report.json", doc)
+    runio.write_text(run_dir / "report.md", markdown(doc, table))
+    runio.write_text(run_dir / "report.html", to_html(doc, trials))
+    doc["table"] = table
+    return doc
+
+
+def markdown_table(rows: list[dict], recommended: str | None) -> str:
+    head = ("| model | kind | test acc % | params | bytes | gzip bytes | vs float32 | sparsity | "
+            "agrees w/ tuned % | median µs | p95 µs |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        name = f"**{r['name']}** ★" if r["name"] == recommended else r["name"]
+        ratio = f"{r['size_vs_float32']:.2f}x" if r["size_vs_float32"] else "-"
+        lines.append(f"| {name} | {r['kind']} | {100 * r['test_accuracy']:.2f} | {r['params']:,} | {r['bytes']:,} | "
+                     f"{r['gzip_bytes']:,} | {ratio} | {r['sparsity']:.2f} | {100 * r['agreement_with_tuned']:.2f} | "
+                     f"{r['median_us']:,.0f} | {r['p95_us']:,.0f} |")
+    return "\n".join(lines)
+
+
+def markdown(doc: dict, table: str) -> str:
+    best = doc["best_hparams"]
+    return (f"# mnist-opt report: {doc['run_dir']}\n\n"
+            f"Measured on the {doc['test_images']:,} MNIST test images, from the files on disk.\n\n"
+            f"{table}\n\n★ recommended: **{doc['recommended']}** ({doc['recommendation_rule']}).\n\n"
+            f"Tuned model: trial {best['trial_id']}, {best['params']:,} parameters, "
+            f"validation accuracy {100 * best['val_accuracy']:.2f}%.\n\n"
+            f"Latency: batch of 1 on this CPU, {doc['settings']['report']['latency_runs']:,} timed runs after "
+            f"{doc['settings']['report']['warmup_runs']} warm-up runs. Per-class accuracy, confusion matrices, "
+            f"sha256 of every file, settings and package versions are in report.json.\n")
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def to_html(doc: dict, trials: list[dict]) -> str:
+    rows = doc["rows"]
+    rec = next((r for r in rows if r["name"] == doc["recommended"]), rows[-1])
+    head = ["model", "kind", "test acc %", "params", "bytes", "gzip bytes", "vs float32", "sparsity",
+            "agrees w/ tuned %", "median µs", "p95 µs"]
+    body = []
+    for r in rows:
+        ratio = f"{r['size_vs_float32']:.2f}x" if r["size_vs_float32"] else "-"
+        cells = [r["name"] + (" ★" if r["name"] == doc["recommended"] else ""), r["kind"],
+                 f"{100 * r['test_accuracy']:.2f}", f"{r['params']:,}", f"{r['bytes']:,}", f"{r['gzip_bytes']:,}",
+                 ratio, f"{r['sparsity']:.2f}", f"{100 * r['agreement_with_tuned']:.2f}",
+                 f"{r['median_us']:,.0f}", f"{r['p95_us']:,.0f}"]
+        cls = ' class="rec"' if r["name"] == doc["recommended"] else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    figures = [
+        _img(plots.accuracy_vs_size(rows, doc["recommended"]), "accuracy vs size"),
+        _img(plots.search_history(trials), "validation accuracy over the search"),
+        _img(plots.confusion(rec["confusion"], f"confusion matrix: {rec['name']}"), "confusion matrix"),
+    ]
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+             "td:first-child,th:first-child{text-align:left}tr.rec{background:#fff6d5;font-weight:bold}"
+             "img{max-width:100%;margin:1em 0}")
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>mnist-opt report</title>"
+            f"<style>{style}</style></head><body>\n<h1>mnist-opt report</h1>\n"
+            f"<p>{html.escape(doc['run_dir'])}: measured on the {doc['test_images']:,} MNIST test images, "
+            f"from the files on disk. ★ recommended: <b>{html.escape(str(doc['recommended']))}</b> "
+            f"({html.escape(doc['recommendation_rule'])}).</p>\n"
+            "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>\n"
+            + "\n".join(body) + "</table>\n" + "\n".join(figures) + "\n</body></html>\n")

@@ -1,0 +1,50 @@
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mnist_opt.cli import app
+from mnist_opt.errors import InputError
+from reports.evaluate import Model, evaluate, scores
+
+
+def test_scores():
+    labels = np.array([0, 0, 1, 1, 2])
+    predicted = np.array([0, 1, 1, 1, 0])
+    s = scores(labels, predicted)
+    assert s["accuracy"] == 0.6
+    assert s["per_class_accuracy"][:3] == [0.5, 1.0, 0.0]
+    assert s["confusion"][0][:3] == [1, 1, 0] and s["confusion"][2][0] == 1
+
+
+def test_keras_and_tflite_files_evaluate_alike(seed, smoke_export):
+    run_dir, _ = smoke_export
+    keras_result = evaluate(run_dir / "best.keras")
+    tflite_result = evaluate(run_dir / "export" / "float32.tflite")
+    assert keras_result["images"] == tflite_result["images"] == 10000
+    assert abs(keras_result["accuracy"] - tflite_result["accuracy"]) <= 0.002
+
+
+def test_cli_json(seed, smoke_export):
+    run_dir, _ = smoke_export
+    result = CliRunner().invoke(app, ["evaluate", str(run_dir / "export" / "int8.tflite"), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["kind"] == "tflite" and len(doc["confusion"]) == 10
+
+
+@pytest.mark.parametrize("name, content, expected", [
+    ("model.onnx", b"x", "expected a .keras or .tflite file"),
+    ("missing.tflite", None, "no such file"),
+    ("junk.tflite", b"not a flatbuffer", "cannot be loaded"),
+    ("junk.keras", b"not a zip", "cannot be loaded"),
+])
+def test_bad_model_files(seed, tmp_path, name, content, expected):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(InputError, match=expected):
+        Model(path)
+    result = CliRunner().invoke(app, ["evaluate", str(path)])
+    assert result.exit_code == 2 and expected in result.output

@@ -1,0 +1,102 @@
+import json
+import re
+
+import numpy as np
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+from typer.testing import CliRunner
+
+from mnist_opt.cli import app
+from reports.plots import pareto
+from reports.report import recommend
+from tuning.data import load_test
+
+
+def _litert_accuracy(path) -> float:
+    """An independent LiteRT loop: one image at a time, quantizing by hand."""
+    x, y = load_test()
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    images = x.astype(np.float32)[..., None] / 255.0
+    if inp["dtype"] == np.int8:
+        scale, zero = inp["quantization"]
+        images = np.clip(np.round(images / scale + zero), -128, 127).astype(np.int8)
+    correct = 0
+    for image, label in zip(images, y):
+        interpreter.set_tensor(inp["index"], image[None])
+        interpreter.invoke()
+        correct += int(interpreter.get_tensor(out["index"])[0].argmax() == label)
+    return correct / len(y)
+
+
+def test_report_accuracies_are_what_the_files_give(seed, quick_run):
+    run_dir, _ = quick_run
+    doc = json.loads((run_dir / "report.json").read_text())
+    assert doc["test_images"] == 10000
+    rows = {r["name"]: r for r in doc["rows"]}
+    assert {"baseline", "tuned", "float32", "int8", "pruned_qat_int8"} <= set(rows)
+    for name in ("float32", "int8", "pruned_int8", "pruned_qat_int8"):
+        assert _litert_accuracy(run_dir / rows[name]["file"]) == rows[name]["test_accuracy"], name
+        assert rows[name]["matches_manifest"] is True
+
+
+def test_report_rows_are_complete_and_consistent(seed, quick_run):
+    run_dir, _ = quick_run
+    doc = json.loads((run_dir / "report.json").read_text())
+    for r in doc["rows"]:
+        assert len(r["per_class_accuracy"]) == 10 and np.array(r["confusion"]).sum() == 10000
+        assert r["median_us"] > 0 and r["p95_us"] >= r["median_us"]
+        assert (run_dir / r["file"]).stat().st_size == r["bytes"]
+        assert len(r["sha256"]) == 64
+    rows = {r["name"]: r for r in doc["rows"]}
+    assert rows["tuned"]["agreement_with_tuned"] == 1.0
+    assert rows["float32"]["size_vs_float32"] == 1.0 and rows["int8"]["size_vs_float32"] < 0.5
+    assert doc["recommended"] == recommend(doc["rows"], 0.1)
+    assert set(doc["packages"]) >= {"tensorflow", "ai-edge-litert"}
+
+
+def test_markdown_and_html_are_written_and_self_contained(seed, quick_run):
+    run_dir, output = quick_run
+    md = (run_dir / "report.md").read_text()
+    assert "★" in md and "| int8 |" in md or "**int8** ★" in md
+    page = (run_dir / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3
+    assert not re.search(r"(src|href)=\"(https?:)?//", page) and "http://" not in page and "https://" not in page
+    assert f"report: {run_dir / 'report.html'}" in output
+    assert "| model |" in output  # the table, in the terminal
+
+
+def test_recommendation_is_the_smallest_file_near_the_best():
+    rows = [{"name": "a", "kind": "tflite", "test_accuracy": 0.9900, "bytes": 100, "gzip_bytes": 90},
+            {"name": "b", "kind": "tflite", "test_accuracy": 0.9892, "bytes": 50, "gzip_bytes": 40},
+            {"name": "c", "kind": "tflite", "test_accuracy": 0.9880, "bytes": 10, "gzip_bytes": 9},
+            {"name": "k", "kind": "keras", "test_accuracy": 0.9990, "bytes": 1, "gzip_bytes": 1}]
+    assert recommend(rows, 0.1) == "b"
+    assert recommend(rows, 0.5) == "c"
+
+
+def test_pareto_front():
+    assert pareto([(1, 0.9), (2, 0.95), (3, 0.94), (4, 0.99)]) == [0, 1, 3]
+
+
+def test_report_on_an_unfinished_run_exits_2(seed, smoke_run, tmp_path):
+    run_dir, _ = smoke_run  # tuned; maybe exported by other tests, but this copy has no export
+    (tmp_path / "run").mkdir()
+    for name in ("best.keras", "best_hparams.json", "config.json"):
+        (tmp_path / "run" / name).write_bytes((run_dir / name).read_bytes())
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "export/manifest.json missing" in result.output
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["best.keras", "best_hparams.json", "config.json"]
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_run_again_skips_finished_stages(seed, quick_run):
+    run_dir, _ = quick_run
+    before = (run_dir / "best.keras").stat().st_mtime_ns
+    result = CliRunner().invoke(app, ["run", "--preset", "quick", "--run-dir", str(run_dir), "--seed", "1234"])
+    assert result.exit_code == 0, result.output
+    assert "[1/3] tune: already done" in result.output and "[2/3] export: already done" in result.output
+    assert (run_dir / "best.keras").stat().st_mtime_ns == before
