@@ -51,6 +51,7 @@ def check_inputs(cfg: ExportConfig) -> dict:
     if missing:
         raise RunDirError(f"run directory {run}: no finished tuning ({', '.join(missing)} missing); "
                           f"run `mnist-opt tune --run-dir {run}` to finish it")
+    runio.check_writable(run)
     return {"best": runio.read_json(run / "best_hparams.json"), "tune": runio.read_json(run / "config.json")["tune"]}
 
 

@@ -7,6 +7,8 @@ imports TensorFlow.
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 import time
 from enum import Enum
 from pathlib import Path
@@ -47,6 +49,14 @@ def _call(fn, *args, **kwargs):
     except MnistOptError as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
+    except OSError as exc:  # a full disk, a file that vanished: not the user's input, but their machine
+        typer.echo(f"Error: {exc.strerror or exc} ({exc.filename or 'no file named'}); "
+                   "finished work is kept: fix this and run the same command again", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        command = " ".join(shlex.quote(a) for a in ["mnist-opt", *sys.argv[1:]])
+        typer.echo(f"\ninterrupted; finished work is kept. Resume with:\n  {command}", err=True)
+        raise typer.Exit(130) from None
 
 
 DATA_HELP = "MNIST .npz file (default: $MNIST_NPZ, then the bundled copy, then Keras' cache)."

@@ -10,6 +10,20 @@ from pathlib import Path
 from typing import Iterator
 
 
+def check_writable(directory: str | os.PathLike) -> None:
+    """Create `directory` if needed and prove a file can be written there, or raise RunDirError."""
+    from mnist_opt.errors import RunDirError
+
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise RunDirError(f"run directory {directory}: not writable ({exc.strerror}); "
+                          "pass a directory you can write to") from exc
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` on success.

@@ -34,6 +34,7 @@ def check_inputs(cfg: ReportConfig) -> dict:
     if missing:
         raise RunDirError(f"run directory {run}: unfinished ({', '.join(missing)} missing); run "
                           f"`mnist-opt tune --run-dir {run}` and `mnist-opt export {run}` first")
+    runio.check_writable(run)
     return {"best": runio.read_json(run / "best_hparams.json"), "tune": runio.read_json(run / "config.json")["tune"],
             "manifest": runio.read_json(run / "export" / "manifest.json")}
 

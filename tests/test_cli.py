@@ -38,10 +38,11 @@ def test_help_does_not_import_tensorflow(seed):
     (lambda p: ["--data", str(p / "missing.npz")], "missing.npz: no such file"),
     (lambda p: ["--data", str(p / "bad.toml")], "cannot be read as .npz"),
     (lambda p: ["--run-dir", str(p / "bad.toml")], "exists and is not a directory"),
+    (lambda p: ["--run-dir", "/sys/kernel"], "run directory /sys/kernel: not writable"),
 ])
 def test_bad_input_exits_2_with_a_message_and_writes_nothing(seed, tmp_path, make_args, expected):
     (tmp_path / "bad.toml").write_text("[hyperparameters]\ndropout = 2.0\n")
-    args = ["tune", "--run-dir", str(tmp_path / "run"), *make_args(tmp_path)]
+    args = ["tune", "--run-dir", str(tmp_path / "run"), *make_args(tmp_path)]  # a later --run-dir wins
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
     assert expected in result.output
@@ -53,3 +54,8 @@ def test_bad_option_values_exit_2(seed, tmp_path):
         result = runner.invoke(app, [*args, "--run-dir", str(tmp_path / "run")])
         assert result.exit_code == 2, (args, result.output)
     assert not (tmp_path / "run").exists()
+
+
+def test_train_into_a_read_only_directory_exits_2(seed):
+    result = runner.invoke(app, ["train", "--run-dir", "/sys/kernel", "--epochs", "1"])
+    assert result.exit_code == 2 and "not writable" in result.output

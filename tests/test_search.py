@@ -86,3 +86,68 @@ def test_bad_inputs_write_nothing(seed, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(RunDirError, match="is not a directory"):
         search.tune(_cfg(tmp_path, run_dir=str(tmp_path / "file")))
+
+
+def test_nan_loss_fails_the_trial_early(seed, tmp_path, monkeypatch):
+    real = search.pipeline.dataset
+
+    def poisoned(x, y, *args, **kwargs):
+        return real(x, y, *args, **kwargs).map(lambda images, labels: (images * float("nan"), labels))
+
+    monkeypatch.setattr(search.pipeline, "dataset", poisoned)
+    with pytest.raises(SearchFailed, match="first error: FloatingPointError: loss became nan at batch 0"):
+        search.tune(_cfg(tmp_path, max_trials=2, max_epochs=3))
+    trials = json.loads((tmp_path / "run" / "trials.json").read_text())
+    assert [t["status"] for t in trials] == ["failed", "failed"]
+    assert all(t["epochs"] == 3 and t["val_accuracy"] is None for t in trials)
+
+
+def _search_records(tmp_path, name, seed_value):
+    from tuning import data, space as space_module
+
+    cfg = _cfg(tmp_path, seed=seed_value, max_trials=3, run_dir=str(tmp_path / name))
+    split = data.load_split(cfg.seed)
+    records = search.search(cfg, space_module.load(cfg.space), split, search.prepare_run_dir(cfg, {}))
+    return [(r["id"], r["status"], r["hyperparameters"], r["val_accuracy"]) for r in records]
+
+
+def test_same_seed_same_trials_other_seed_other_hyperparameters(seed, tmp_path):
+    first = _search_records(tmp_path, "a", seed)
+    assert first == _search_records(tmp_path, "b", seed)
+    other = _search_records(tmp_path, "c", seed + 1)
+    assert [r[2] for r in other] != [r[2] for r in first]
+
+
+def test_killed_search_resumes_without_retraining_finished_trials(seed, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "mnist_opt", "tune", "--tuner", "random", "--max-trials", "3",
+               "--max-epochs", "1", "--train-subset", "1000", "--final-epochs", "1", "--seed", str(seed),
+               "--run-dir", str(run_dir)]
+    trials_path = run_dir / "trials.json"
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (trials_path.exists() and json.loads(trials_path.read_text())):
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = {t["id"]: t for t in json.loads(trials_path.read_text())}
+    assert done_before and not (run_dir / "best.keras").exists()
+
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"resuming: {len(done_before)} trials already done" in resumed.stdout
+    trials = json.loads(trials_path.read_text())
+    assert sorted(t["id"] for t in trials) == sorted({t["id"] for t in trials}) and len(trials) == 3
+    for t in trials:  # finished trials were not trained again: their records are untouched
+        if t["id"] in done_before:
+            assert t == done_before[t["id"]]
+    trial_lines = [line for line in resumed.stdout.splitlines() if line.startswith("trial")]
+    assert len(trial_lines) == 3 - len(done_before)
+    assert (run_dir / "best.keras").exists()

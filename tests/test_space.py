@@ -64,7 +64,7 @@ def test_corners(seed):
     s = space.load("default")
     low, high = s.corner("low"), s.corner("high")
     assert low["conv_blocks"] == 1 and high["conv_blocks"] == 3
-    assert low["filters"] == 8 and high["filters"] == 64
+    assert low["filters"] == 8 and high["filters"] == 32
 
 
 toml_scalars = st.one_of(st.integers(-5, 600), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),

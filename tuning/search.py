@@ -87,7 +87,7 @@ class TrialRecorder:
                                         seed=self.cfg.seed + int(trial.trial_id))
             val_ds = pipeline.dataset(self.split.x_val, self.split.y_val, 1000)
             callbacks = [
-                keras.callbacks.TerminateOnNaN(),
+                train.StopOnNaN(),
                 keras.callbacks.TensorBoard(str(self.run_dir / "tensorboard"), write_graph=False, profile_batch=0),
             ]
             if self.cfg.tuner != "hyperband":  # Hyperband stops bad trials itself
@@ -213,8 +213,28 @@ def prepare_run_dir(cfg: TuneConfig, settings: dict) -> Path:
             raise RunDirError(f"run directory {run_dir} holds a search with other settings ("
                               + "; ".join(diff) + "); pass --overwrite to start it again, "
                               "or choose a new --run-dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    runio.check_writable(run_dir)
     return run_dir
+
+
+def search(cfg: TuneConfig, space, split: data.Split, run_dir: Path, log: Log = lambda line: None) -> list[dict]:
+    """Run (or resume) the Keras Tuner search; return every trial's record.
+
+    Trials see a fixed stratified subset of the train split; selection uses validation only.
+    """
+    n = min(cfg.train_subset or len(split.y_train), len(split.y_train))
+    idx = data.stratified_indices(split.y_train, n, cfg.seed)
+    tuner = make_tuner(cfg, space, run_dir)
+    tuner.setup(cfg, split, (split.x_train[idx], split.y_train[idx]), run_dir, log)
+    log(f"search: {cfg.tuner} over space '{space.name}', {n:,} training images per trial, "
+        f"{len(split.y_val):,} validation images; run directory {run_dir}")
+    if tuner.records:
+        log(f"resuming: {len(tuner.records)} trials already done are kept")
+    try:
+        tuner.search(verbose=0)
+    except _StopSearch as stop:
+        log(f"search stopped: {stop}")
+    return list(tuner.records.values())
 
 
 def tune(cfg: TuneConfig, log: Log = lambda line: None) -> TuneResult:
@@ -231,20 +251,10 @@ def tune(cfg: TuneConfig, log: Log = lambda line: None) -> TuneResult:
         "packages": package_versions(),
     })
 
-    # 3. Search. Trials see a fixed stratified subset of train; selection uses validation only.
-    n = min(cfg.train_subset or len(split.y_train), len(split.y_train))
-    idx = data.stratified_indices(split.y_train, n, cfg.seed)
-    tuner = make_tuner(cfg, space, run_dir)
-    tuner.setup(cfg, split, (split.x_train[idx], split.y_train[idx]), run_dir, log)
-    log(f"search: {cfg.tuner} over space '{space.name}', {n:,} training images per trial, "
-        f"{len(split.y_val):,} validation images; run directory {run_dir}")
-    try:
-        tuner.search(verbose=0)
-    except _StopSearch as stop:
-        log(f"search stopped: {stop}")
+    # 3. Search (resumes where a killed one stopped).
+    records = search(cfg, space, split, run_dir, log)
 
     # 4. Check the trials: a search with no completed trial has no result.
-    records = list(tuner.records.values())
     counts = {s: sum(r["status"] == s for r in records) for s in ("completed", "failed", "skipped")}
     completed = [r for r in records if r["status"] == "completed"]
     if not completed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,16 @@ from tuning.data import Split
 from tuning.hypermodel import BASELINE, build_cnn, compile_model
 
 PATIENCE = 4  # epochs without a better val_accuracy before stopping; noisy on 6k images
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """End a trial whose loss is no longer finite, as a failure, instead of burning its epochs."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise FloatingPointError(f"loss became {float(loss)} at batch {batch}; "
+                                     "try a lower learning rate or batch norm")
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -42,7 +53,7 @@ def train(values: dict, split: Split, epochs: int, batch_size: int, seed: int,
                                 pipeline.Augment.from_values(values), seed=seed)
     val_ds = pipeline.dataset(split.x_val, split.y_val, 1000)
     callbacks = [
-        keras.callbacks.TerminateOnNaN(),
+        StopOnNaN(),
         keras.callbacks.ReduceLROnPlateau("val_accuracy", factor=0.5, patience=2, min_lr=1e-5),
         keras.callbacks.EarlyStopping("val_accuracy", patience=PATIENCE, restore_best_weights=True),
         EpochLog(log, epochs),
@@ -57,6 +68,7 @@ def train_baseline(run_dir: Path, epochs: int, seed: int, data_path: str | None 
     split = data.load_split(seed, data_path)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"run directory {run_dir}: exists and is not a directory; pass --run-dir with a directory")
+    runio.check_writable(run_dir)
     log(f"baseline: Conv2D(32) + MaxPooling, Flatten, Dense softmax; up to {epochs} epochs")
     model, history = train(BASELINE, split, epochs, 128, seed, log)
     path = run_dir / "baseline.keras"

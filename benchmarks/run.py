@@ -1,0 +1,230 @@
+"""mnist-opt benchmarks: speed and quality targets, measured on this machine.
+
+    python benchmarks/run.py [--parts throughput,quick,standard,search] [--search-minutes 8]
+
+Writes benchmarks/results/<date>.json and <date>.md. Parts:
+
+1. throughput: images/s for one epoch of a fixed mid-size CNN with augmentation, through the
+   project's training path (tf.data, batched augmentation) vs the usual way (numpy arrays into
+   model.fit, augmentation layers inside the model), side by side in this process.
+2. quick / standard: wall time of `mnist-opt run --preset ...` in a subprocess, and the test
+   accuracy and size of every exported variant, read from its report.json.
+3. search: best validation accuracy vs wall time, the project's default tuner settings vs
+   Keras Tuner's RandomSearch with default settings, same space, same time budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+MID_CNN = {  # a fixed mid-size model with augmentation: the throughput comparison's subject
+    "conv_blocks": 2, "convs_per_block": 1, "filters_0": 32, "filters_1": 64, "kernel_size": 3,
+    "batch_norm": False, "global_pooling": False, "dense_units": 64, "dropout": 0.2,
+    "rotation": 10.0, "zoom": 0.1, "translation": 0.1, "learning_rate": 1e-3, "label_smoothing": 0.0,
+}
+IMAGES = 20000  # per throughput measurement: about 10 s per path here
+
+
+def throughput() -> dict:
+    import keras
+    import numpy as np
+
+    from tuning import data, pipeline
+    from tuning.hypermodel import build_cnn, compile_model
+
+    split = data.load_split(0)
+    x, y = split.x_train[:IMAGES], split.y_train[:IMAGES]
+
+    def project():
+        model = build_cnn(MID_CNN)
+        compile_model(model, MID_CNN)
+        ds = pipeline.dataset(x, y, 128, pipeline.Augment.from_values(MID_CNN), seed=0)
+        model.fit(ds.take(3), verbose=0)  # build and trace outside the timing
+        start = time.perf_counter()
+        model.fit(ds, epochs=1, verbose=0, shuffle=False)
+        return IMAGES / (time.perf_counter() - start)
+
+    def plain():
+        aug = keras.Sequential([keras.layers.RandomRotation(MID_CNN["rotation"] / 360),
+                                keras.layers.RandomZoom(MID_CNN["zoom"]),
+                                keras.layers.RandomTranslation(MID_CNN["translation"], MID_CNN["translation"])])
+        inputs = keras.Input((28, 28, 1))
+        model = keras.Model(inputs, build_cnn(MID_CNN)(aug(inputs)))
+        compile_model(model, MID_CNN)
+        xf = x[..., None].astype("float32") / 255.0
+        yf = keras.utils.to_categorical(y, 10)
+        model.fit(xf[:384], yf[:384], batch_size=128, verbose=0)
+        start = time.perf_counter()
+        model.fit(xf, yf, batch_size=128, epochs=1, verbose=0)
+        return IMAGES / (time.perf_counter() - start)
+
+    # Alternate the two, three rounds, and keep each one's median: the machine's noise hits both.
+    rounds = [(project(), plain()) for _ in range(3)]
+    p, b = float(np.median([r[0] for r in rounds])), float(np.median([r[1] for r in rounds]))
+    return {"project_images_per_s": round(p), "plain_images_per_s": round(b), "ratio": round(p / b, 2),
+            "rounds": [[round(a), round(c)] for a, c in rounds], "images": IMAGES, "target_ratio": 1.5}
+
+
+def end_to_end(preset: str, work: Path) -> dict:
+    run_dir = work / preset
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "mnist_opt", "run", "--preset", preset, "--run-dir", str(run_dir)],
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        return {"error": proc.stdout[-2000:] + proc.stderr[-2000:], "seconds": round(seconds, 1)}
+    report = json.loads((run_dir / "report.json").read_text())
+    variants = {r["name"]: {"test_accuracy": r["test_accuracy"], "bytes": r["bytes"], "gzip_bytes": r["gzip_bytes"],
+                            "params": r["params"]} for r in report["rows"]}
+    return {"seconds": round(seconds, 1), "minutes": round(seconds / 60, 2), "recommended": report["recommended"],
+            "variants": variants, "target_minutes": {"quick": 3, "standard": 20}.get(preset)}
+
+
+def search_efficiency(minutes: float, work: Path) -> dict:
+    """Best validation accuracy over wall time: project default vs Keras Tuner RandomSearch defaults."""
+    import keras_tuner
+
+    from tuning import data, space as space_module
+    from tuning.config import TuneConfig
+    from tuning.hypermodel import CNNHyperModel
+    from tuning.search import prepare_run_dir, search
+
+    budget = minutes * 60
+    split = data.load_split(0)
+    space = space_module.load("default")
+
+    class Timed(Exception):
+        pass
+
+    def curve_from_project() -> list:
+        cfg = TuneConfig(run_dir=str(work / "search-project"), max_trials=None)
+        points, start = [], time.perf_counter()
+
+        def log(line: str) -> None:
+            if line.startswith("trial") and "val_acc" in line:
+                acc = float(line.split("val_acc")[1].split()[0])
+                points.append((round(time.perf_counter() - start, 1), acc))
+            if time.perf_counter() - start > budget:
+                raise Timed()
+
+        try:
+            search(cfg, space, split, prepare_run_dir(cfg, {}), log)
+        except Timed:
+            pass
+        return points
+
+    def curve_from_random() -> list:
+        """Keras Tuner's RandomSearch with its defaults (max_trials=10), fed the usual way:
+        numpy arrays of the whole train split, 3 epochs a trial."""
+        import keras
+
+        x = split.x_train[..., None].astype("float32") / 255.0
+        xv = split.x_val[..., None].astype("float32") / 255.0
+        y, yv = keras.utils.to_categorical(split.y_train, 10), keras.utils.to_categorical(split.y_val, 10)
+        points, start = [], time.perf_counter()
+
+        class TimedRandom(keras_tuner.RandomSearch):
+            def on_trial_end(self, trial):
+                super().on_trial_end(trial)
+                ended = self.oracle.trials[trial.trial_id]
+                if ended.score is not None:
+                    points.append((round(time.perf_counter() - start, 1), float(ended.score)))
+                if time.perf_counter() - start > budget:
+                    raise Timed()
+
+        tuner = TimedRandom(CNNHyperModel(space), objective="val_accuracy", max_trials=10,
+                            directory=str(work / "search-random"), project_name="kt", seed=0)
+        try:
+            tuner.search(x, y, validation_data=(xv, yv), epochs=3, verbose=0)
+        except Timed:
+            pass
+        return points
+
+    project, random = curve_from_project(), curve_from_random()
+
+    def best_by(points, t):
+        done = [a for s, a in points if s <= t]
+        return max(done) if done else None
+
+    # The target: the best accuracy both reached; then how long each took to get there.
+    target = min(max(a for _, a in project), max(a for _, a in random)) if project and random else None
+
+    def time_to(points):
+        return next((s for s, a in points if target is not None and a >= target), None)
+
+    return {"budget_minutes": minutes, "project_curve": project, "random_curve": random,
+            "target_val_accuracy": target, "project_seconds_to_target": time_to(project),
+            "random_seconds_to_target": time_to(random),
+            "best_at_half_budget": {"project": best_by(project, budget / 2), "random": best_by(random, budget / 2)}}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default="throughput,quick,standard,search")
+    parser.add_argument("--search-minutes", type=float, default=8.0)
+    args = parser.parse_args(argv)
+    from mnist_opt.runtime import quiet_tensorflow
+
+    quiet_tensorflow()
+    results = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine()}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for part in args.parts.split(","):
+            print(f"benchmark: {part} ...", flush=True)
+            if part == "throughput":
+                results["throughput"] = throughput()
+            elif part in ("quick", "standard", "full"):
+                results[part] = end_to_end(part, work)
+            elif part == "search":
+                results["search"] = search_efficiency(args.search_minutes, work)
+            print(json.dumps(results[part])[:600], flush=True)
+    out = HERE / "results" / time.strftime("%Y-%m-%d")
+    out.parent.mkdir(exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    out.with_suffix(".md").write_text(summary(results))
+    print(summary(results))
+    return 0
+
+
+def machine() -> dict:
+    import os
+    import platform
+
+    return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version()}
+
+
+def summary(r: dict) -> str:
+    lines = [f"# mnist-opt benchmarks, {r['date']}", "", f"Machine: {r['machine']}", ""]
+    if "throughput" in r:
+        t = r["throughput"]
+        lines += [f"- Training throughput: project {t['project_images_per_s']} img/s vs plain "
+                  f"{t['plain_images_per_s']} img/s: **{t['ratio']}x** (target {t['target_ratio']}x)"]
+    for preset in ("quick", "standard", "full"):
+        if preset in r:
+            e = r[preset]
+            if "error" in e:
+                lines += [f"- `run --preset {preset}` failed after {e['seconds']} s"]
+                continue
+            best = max(e["variants"].items(), key=lambda kv: kv[1]["test_accuracy"] if kv[0] not in
+                       ("baseline", "tuned") else -1)
+            lines += [f"- `run --preset {preset}`: **{e['minutes']} min** (target {e['target_minutes']}); "
+                      f"best exported {best[0]} {100 * best[1]['test_accuracy']:.2f}%, recommended {e['recommended']}"]
+            for name, v in e["variants"].items():
+                lines += [f"  - {name}: {100 * v['test_accuracy']:.2f}%, {v['bytes']:,} bytes, gzip {v['gzip_bytes']:,}"]
+    if "search" in r:
+        s = r["search"]
+        lines += [f"- Search, {s['budget_minutes']} min each: target val_accuracy {s['target_val_accuracy']}: "
+                  f"project {s['project_seconds_to_target']} s, RandomSearch {s['random_seconds_to_target']} s"]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
