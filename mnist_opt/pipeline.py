@@ -27,7 +27,10 @@ PRESETS = {
         ExportConfig(run_dir="", prune_epochs=1, qat_epochs=1, train_subset=10000),
         ReportConfig(run_dir="", baseline_epochs=1)),
     # The README's main job: Hyperband's default schedule, full retrain and fine-tuning.
-    "standard": Preset(TuneConfig(), ExportConfig(run_dir=""), ReportConfig(run_dir="", baseline_epochs=5)),
+    # Trimmed from the stage defaults to fit ~20 minutes on 2 cores.
+    "standard": Preset(TuneConfig(train_subset=10000, final_epochs=12),
+                       ExportConfig(run_dir="", prune_epochs=3, qat_epochs=2),
+                       ReportConfig(run_dir="", baseline_epochs=3)),
     # More search and longer training, for the best result.
     "full": Preset(
         TuneConfig(max_trials=60, train_subset=24000, final_epochs=30),
