@@ -155,7 +155,10 @@ def report(
 
         return run_report(R(run_dir=str(run_dir), latency_runs=latency_runs), _echo)
 
-    doc = _call(go)
+    _print_report(_call(go), run_dir)
+
+
+def _print_report(doc: dict, run_dir: Path) -> None:
     typer.echo(doc["table"])
     typer.echo(f"recommended: {doc['recommended']}\nreport: {run_dir / 'report.html'} (also report.md, report.json)")
 
@@ -185,9 +188,7 @@ def run(
 
         return run_pipeline(preset.value, str(target), seed, _echo)
 
-    doc = _call(go)
-    typer.echo(doc["table"])
-    typer.echo(f"recommended: {doc['recommended']}\nreport: {target / 'report.html'} (also report.md, report.json)")
+    _print_report(_call(go), target)
 
 
 @app.command()

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-TUNERS = ("hyperband", "random", "bayesian")
-
-
 @dataclass(frozen=True)
 class TuneConfig:
     space: str = "default"  # built-in name or path; `default` covers the classic CNN design choices

@@ -64,15 +64,6 @@ def compile_model(model, values: dict, k=keras, learning_rate=None) -> None:
     )
 
 
-def architecture(values: dict) -> dict:
-    """The values that decide the layers (the rest only affect training)."""
-    keys = ["conv_blocks", "convs_per_block", "kernel_size", "batch_norm", "global_pooling",
-            "dense_units", "dropout"]
-    out = {key: values[key] for key in keys}
-    out.update({f"filters_{b}": values[f"filters_{b}"] for b in range(values["conv_blocks"])})
-    return out
-
-
 def declare(hp: keras_tuner.HyperParameters, name: str, param):
     """Declare one space entry on `hp` and return its current value."""
     if isinstance(param, Fixed):
