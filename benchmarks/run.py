@@ -187,6 +187,8 @@ def main(argv=None) -> int:
             print(json.dumps(results[part])[:600], flush=True)
     out = HERE / "results" / time.strftime("%Y-%m-%d")
     out.parent.mkdir(exist_ok=True)
+    if out.with_suffix(".json").exists():  # parts run separately on one day add up to one record
+        results = {**json.loads(out.with_suffix(".json").read_text()), **results}
     out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     out.with_suffix(".md").write_text(summary(results))
     print(summary(results))

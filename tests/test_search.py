@@ -111,10 +111,11 @@ def _search_records(tmp_path, name, seed_value):
     return [(r["id"], r["status"], r["hyperparameters"], r["val_accuracy"]) for r in records]
 
 
-def test_same_seed_same_trials_other_seed_other_hyperparameters(seed, tmp_path):
-    first = _search_records(tmp_path, "a", seed)
-    assert first == _search_records(tmp_path, "b", seed)
-    other = _search_records(tmp_path, "c", seed + 1)
+@pytest.mark.parametrize("run_seed", [0, 1234])  # 0: the default, which Keras Tuner reads as "no seed"
+def test_same_seed_same_trials_other_seed_other_hyperparameters(seed, tmp_path, run_seed):
+    first = _search_records(tmp_path, "a", run_seed)
+    assert first == _search_records(tmp_path, "b", run_seed)
+    other = _search_records(tmp_path, "c", run_seed + 1)
     assert [r[2] for r in other] != [r[2] for r in first]
 
 

@@ -153,7 +153,8 @@ def make_tuner(cfg: TuneConfig, space, run_dir: Path):
     kwargs = dict(
         hypermodel=CNNHyperModel(space),
         objective=keras_tuner.Objective("val_accuracy", "max"),
-        seed=cfg.seed,
+        # Keras Tuner treats seed 0 as "no seed" and draws a random one: shift ours off zero.
+        seed=cfg.seed % (2**31 - 1) + 1,
         directory=str(run_dir),
         project_name="tuner",
         overwrite=False,
