@@ -73,12 +73,13 @@ def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
         predicted = model.probabilities(x_test).argmax(1)
         predictions[name] = predicted
         data = model.bytes
+        digest = hashlib.sha256(data).hexdigest()
         row = {
             "name": name,
             "kind": model.kind,
             "file": str(path.relative_to(run_dir)),
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "matches_manifest": None if entry is None else hashlib.sha256(data).hexdigest() == entry["sha256"],
+            "sha256": digest,
+            "matches_manifest": None if entry is None else digest == entry["sha256"],
             "test_accuracy": None,
             "params": model.keras.count_params() if model.kind == "keras" else docs["best"]["params"],
             "bytes": len(data),
