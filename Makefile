@@ -20,7 +20,14 @@ PRESET ?= standard
 run: $(STAMP)
 	$(BIN)/mnist-opt run --preset $(PRESET) --run-dir $(RUN_DIR)
 
-test: $(STAMP)
+# The page's end-to-end test drives Debian's Chromium (no browser download).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 clean:

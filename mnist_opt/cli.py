@@ -244,5 +244,38 @@ def predict(
         typer.echo(f"{r['image']}: " + ", ".join(f"{t['digit']} ({100 * t['probability']:.1f}%)" for t in r["top"]))
 
 
+@app.command()
+def serve(
+    run_dir: Path = typer.Argument(..., help="A run directory with exported models."),
+    port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on (0: any free port)."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind; the default is reachable from this machine only."),
+):
+    """Draw a digit in the browser and see each exported model's prediction live.
+
+    Example: mnist-opt serve runs/first --port 8000, then open http://127.0.0.1:8000
+    """
+
+    def go():
+        from reports.serve import App, make_server
+
+        try:
+            return make_server(App(run_dir), host, port)
+        except OSError as exc:  # port taken, address not ours: the user's option, not their machine
+            from mnist_opt.errors import InputError
+
+            raise InputError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
+                             "pick another --port, or --port 0 for any free one") from None
+
+    server = _call(go)
+    bound_host, bound_port = server.server_address[:2]
+    typer.echo(f"serving {run_dir} on http://{bound_host}:{bound_port}/  (report: /report; Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        typer.echo("stopped")
+    finally:
+        server.server_close()
+
+
 def main() -> None:
     app()

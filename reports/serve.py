@@ -1,0 +1,184 @@
+"""Draw a digit: a local web page with live predictions from a run's exported models.
+
+    GET  /                      the drawing page (one self-contained HTML file, no CDN)
+    GET  /report                the run's report.html
+    GET  /api/variants          the run's variants: size, latency, test accuracy
+    POST /api/predict?variant=  body: a PNG/JPEG of the canvas -> top 3 digits
+
+Only the standard library serves it. Every image goes through the same
+`reports.predict.classify` as `mnist-opt predict`. Errors are JSON with a 4xx
+status, and the server stays up.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from PIL import Image, UnidentifiedImageError
+
+from mnist_opt import runio
+from mnist_opt.errors import InputError, RunDirError
+
+MAX_BODY = 1 << 20  # bytes: a 280x280 canvas PNG is about 10 KB; anything near 1 MiB is not a drawing
+MAX_PIXELS = 2048 * 2048  # decoded size cap, checked from the header before decoding
+PAGE = Path(__file__).with_name("assets") / "draw.html"
+
+
+@dataclass
+class Variant:
+    name: str
+    file: str
+    model: object  # reports.evaluate.Model
+    info: dict
+
+
+class RequestError(Exception):
+    """A bad request: answered with `status` and a JSON message."""
+
+    def __init__(self, status: HTTPStatus, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class App:
+    """A run's exported models, loaded once; `classify` is safe to call from several threads."""
+
+    def __init__(self, run_dir: str | Path, latency_runs: int = 200):
+        from reports.evaluate import Model
+        from tuning.data import load_test
+
+        self.run_dir = Path(run_dir)
+        manifest_path = self.run_dir / "export" / "manifest.json"
+        if not manifest_path.is_file():
+            raise RunDirError(f"run directory {self.run_dir}: no exported models (export/manifest.json missing); "
+                              f"run `mnist-opt export {self.run_dir}` first")
+        manifest = runio.read_json(manifest_path)
+        report_path = self.run_dir / "report.json"
+        report = runio.read_json(report_path) if report_path.is_file() else {}
+        accuracy = {r["name"]: r["test_accuracy"] for r in report.get("rows", [])}
+        sample = load_test(None)[0][0]
+        self.variants: dict[str, Variant] = {}
+        for entry in manifest["variants"]:
+            model = Model(self.run_dir / "export" / entry["file"])
+            latency = model.latency_us(sample, runs=latency_runs, warmup=20)
+            self.variants[entry["name"]] = Variant(entry["name"], entry["file"], model, {
+                "name": entry["name"], "file": entry["file"], "bytes": entry["bytes"],
+                "gzip_bytes": entry["gzip_bytes"], "quantization": entry["quantization"],
+                "sparsity": entry["sparsity"], "median_us": round(latency["median_us"], 1),
+                "test_accuracy": accuracy.get(entry["name"])})
+        if not self.variants:
+            raise RunDirError(f"run directory {self.run_dir}: the manifest lists no variants; run "
+                              f"`mnist-opt export {self.run_dir}` again")
+        # The page opens on an int8 model: the report's pick if it is one, else plain int8.
+        int8 = [n for n, v in self.variants.items() if v.info["quantization"] == "int8"]
+        recommended = report.get("recommended")
+        self.default = next((n for n in (recommended, "int8", *int8) if n in int8), next(iter(self.variants)))
+        self.lock = threading.Lock()  # one LiteRT interpreter per variant; interpreters are not thread-safe
+
+    def variants_doc(self) -> dict:
+        return {"default": self.default, "report": (self.run_dir / "report.html").is_file(),
+                "variants": [v.info for v in self.variants.values()]}
+
+    def classify(self, name: str, body: bytes) -> dict:
+        from reports.predict import classify
+
+        if name not in self.variants:
+            raise RequestError(HTTPStatus.NOT_FOUND, f"unknown variant {name!r}; choose one of "
+                                                     f"{', '.join(self.variants)} (GET /api/variants)")
+        try:
+            with Image.open(io.BytesIO(body)) as img:
+                width, height = img.size
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"the body ({len(body):,} bytes) is not a readable image; "
+                                                       "POST the canvas as PNG or JPEG") from None
+        if width * height > MAX_PIXELS:
+            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                               f"image is {width}x{height} pixels; send at most {MAX_PIXELS:,} pixels")
+        try:
+            with self.lock:
+                result = classify(self.variants[name].model, io.BytesIO(body), "canvas", top=3)
+        except InputError as exc:
+            status = HTTPStatus.UNPROCESSABLE_ENTITY if "blank" in str(exc) else HTTPStatus.BAD_REQUEST
+            raise RequestError(status, str(exc)) from None
+        return {"variant": name, "digit": result["digit"], "top": result["top"],
+                "input": result["input"].tolist()}
+
+
+class Handler(BaseHTTPRequestHandler):
+    app: App  # set on the subclass that `make_server` builds
+    server_version = "mnist-opt"
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format, *args):  # one quiet line per request is too many for a drawing page
+        pass
+
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        if status >= 400:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: HTTPStatus, doc: dict) -> None:
+        self._send(status, json.dumps(doc).encode(), "application/json")
+
+    def _error(self, exc: RequestError) -> None:
+        self._json(exc.status, {"error": str(exc), "status": int(exc.status)})
+
+    def do_GET(self):
+        path = urlsplit(self.path).path
+        try:
+            if path == "/":
+                self._send(HTTPStatus.OK, PAGE.read_bytes(), "text/html; charset=utf-8")
+            elif path == "/report":
+                report = self.app.run_dir / "report.html"
+                if not report.is_file():
+                    raise RequestError(HTTPStatus.NOT_FOUND, f"no report yet; run `mnist-opt report "
+                                                             f"{self.app.run_dir}` and reload")
+                self._send(HTTPStatus.OK, report.read_bytes(), "text/html; charset=utf-8")
+            elif path == "/api/variants":
+                self._json(HTTPStatus.OK, self.app.variants_doc())
+            else:
+                raise RequestError(HTTPStatus.NOT_FOUND, f"no page {path}; try / or /report")
+        except RequestError as exc:
+            self._error(exc)
+
+    def do_POST(self):
+        url = urlsplit(self.path)
+        try:
+            if url.path != "/api/predict":
+                raise RequestError(HTTPStatus.NOT_FOUND, f"no endpoint {url.path}; POST images to /api/predict")
+            length = self.headers.get("Content-Length")
+            if length is None or not length.isdigit():
+                raise RequestError(HTTPStatus.LENGTH_REQUIRED, "send a Content-Length header with the image")
+            if int(length) > MAX_BODY:
+                raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                                   f"body of {int(length):,} bytes; the limit is {MAX_BODY:,} bytes")
+            if int(length) == 0:
+                raise RequestError(HTTPStatus.BAD_REQUEST, "empty body; POST the canvas as PNG or JPEG")
+            body = self.rfile.read(int(length))
+            variant = parse_qs(url.query).get("variant", [self.app.default])[0]
+            self._json(HTTPStatus.OK, self.app.classify(variant, body))
+        except RequestError as exc:
+            self._error(exc)
+
+
+def make_server(app: App, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
+    """A server bound to host:port (port 0: any free port), not yet serving."""
+    handler = type("BoundHandler", (Handler,), {"app": app})
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server

@@ -1,0 +1,224 @@
+"""The drawing server: HTTP answers for good and bad requests, and the page in a real headless Chromium."""
+
+import base64
+import http.client
+import io
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from mnist_opt.cli import app as cli
+from reports.evaluate import Model
+from reports.predict import classify
+from reports.serve import MAX_BODY, App, make_server
+from tuning.data import load_test
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; `make test` installs it
+
+
+def png(array: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(array.astype(np.uint8)).save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def server(quick_run):
+    run_dir, _ = quick_run
+    application = App(run_dir, latency_runs=20)
+    httpd = make_server(application, port=0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield application, httpd.server_address[1]
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def request(port, method, path, body=None, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    doc = json.loads(data) if response.getheader("Content-Type") == "application/json" else data
+    return response.status, doc
+
+
+def still_up(port):
+    status, doc = request(port, "GET", "/api/variants")
+    return status == 200 and doc["variants"]
+
+
+def test_binds_loopback_by_default(server):
+    application, _ = server
+    httpd = make_server(application, port=0)
+    try:
+        assert httpd.server_address[0] == "127.0.0.1"
+    finally:
+        httpd.server_close()
+
+
+def test_variants_are_the_manifests_with_an_int8_default(server, quick_run):
+    _, port = server
+    status, doc = request(port, "GET", "/api/variants")
+    manifest = json.loads((quick_run[0] / "export" / "manifest.json").read_text())
+    assert status == 200
+    assert [v["name"] for v in doc["variants"]] == [v["name"] for v in manifest["variants"]]
+    by_name = {v["name"]: v for v in doc["variants"]}
+    assert by_name[doc["default"]]["quantization"] == "int8"
+    for v, m in zip(doc["variants"], manifest["variants"]):
+        assert v["bytes"] == m["bytes"] and v["median_us"] > 0
+        assert 0 < v["test_accuracy"] <= 1  # from the run's report
+
+
+def test_prediction_is_the_predict_commands(server, quick_run):
+    """A digit POSTed as an image gets the same top 3 as `mnist-opt predict`'s code on the same file."""
+    _, port = server
+    x, _ = load_test()
+    model = Model(quick_run[0] / "export" / "int8.tflite")
+    for i in range(5):
+        body = png(np.asarray(Image.fromarray(x[i]).resize((280, 280), Image.BICUBIC)))
+        status, doc = request(port, "POST", "/api/predict?variant=int8", body, {"Content-Type": "image/png"})
+        assert status == 200, doc
+        expected = classify(model, io.BytesIO(body), "canvas", top=3)
+        assert doc["variant"] == "int8" and doc["digit"] == expected["digit"]
+        assert doc["top"] == expected["top"]
+        assert np.array_equal(np.array(doc["input"]), expected["input"])
+        probabilities = [t["probability"] for t in doc["top"]]
+        assert probabilities == sorted(probabilities, reverse=True) and len({t["digit"] for t in doc["top"]}) == 3
+
+
+@pytest.mark.parametrize("path, body, headers, status, words", [
+    ("/api/predict", b"this is not an image", {}, 400, "not a readable image"),
+    ("/api/predict", b"", {}, 400, "empty body"),
+    ("/api/predict", png(np.zeros((280, 280))), {}, 422, "blank"),
+    ("/api/predict?variant=nope", png(np.eye(280) * 255), {}, 404, "unknown variant 'nope'"),
+    ("/api/predict", png(np.zeros((2100, 2100))), {}, 413, "pixels"),
+    ("/nowhere", b"x", {}, 404, "no endpoint"),
+])
+def test_bad_requests_get_4xx_json_and_the_server_stays_up(server, path, body, headers, status, words):
+    _, port = server
+    got, doc = request(port, "POST", path, body, headers)
+    assert got == status and doc["status"] == status
+    assert words in doc["error"]
+    assert still_up(port)
+
+
+def test_body_size_is_capped_before_reading(server):
+    _, port = server
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.putrequest("POST", "/api/predict")
+    conn.putheader("Content-Length", str(MAX_BODY + 1))
+    conn.endheaders()  # headers only: the server must answer without waiting for the body
+    response = conn.getresponse()
+    doc = json.loads(response.read())
+    conn.close()
+    assert response.status == 413 and f"{MAX_BODY:,}" in doc["error"]
+    assert still_up(port)
+
+
+def test_missing_length_is_refused(server):
+    _, port = server
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"POST /api/predict HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n")
+        reply = s.recv(4096).decode()
+    assert reply.startswith("HTTP/1.1 411") and "Content-Length" in reply
+    assert still_up(port)
+
+
+def test_unknown_page_and_report(server):
+    _, port = server
+    status, doc = request(port, "GET", "/missing")
+    assert status == 404 and "no page /missing" in doc["error"]
+    status, page = request(port, "GET", "/report")
+    assert status == 200 and b"mnist-opt report" in page
+
+
+def test_serve_refuses_an_unexported_run(tmp_path):
+    result = CliRunner().invoke(cli, ["serve", str(tmp_path)])
+    assert result.exit_code == 2 and "mnist-opt export" in result.output
+
+
+@pytest.fixture(scope="module")
+def served(quick_run):
+    """`mnist-opt serve RUN --port 0` in its own process, as a user starts it; yields the URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "mnist_opt", "serve", str(quick_run[0]), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if line.startswith("serving"):
+            break
+        assert line or proc.poll() is None, "".join(lines)
+    url = line.split(" on ")[1].split()[0]
+    yield url
+    proc.terminate()
+    assert proc.wait(30) is not None
+
+
+def test_page_draws_and_predicts_in_chromium(served, quick_run):
+    from playwright.sync_api import sync_playwright
+
+    assert shutil.which(CHROMIUM), f"{CHROMIUM} missing: `make test` installs Debian's chromium package"
+    run_dir = quick_run[0]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page(viewport={"width": 900, "height": 700})
+            page.goto(served)
+            page.wait_for_selector("body[data-ready]")
+            default = page.input_value("#variant")
+
+            # A "7": a bar and a slanted stem, drawn with the mouse.
+            box = page.locator("#pad").bounding_box()
+            x0, y0 = box["x"], box["y"]
+            page.mouse.move(x0 + 70, y0 + 60)
+            page.mouse.down()
+            page.mouse.move(x0 + 210, y0 + 60, steps=12)
+            page.mouse.move(x0 + 120, y0 + 230, steps=12)
+            page.mouse.up()
+            page.wait_for_selector(f'#prediction[data-variant="{default}"]')
+            page.wait_for_selector("#prediction:not([data-pending])", state="attached")  # the last stroke's answer
+
+            def shown():
+                return (page.get_attribute("#prediction", "data-variant"), int(page.text_content("#digit")),
+                        page.locator("#bars .bar").count())
+
+            canvas = base64.b64decode(page.evaluate("document.getElementById('pad').toDataURL()").split(",")[1])
+            variant, digit, bars = shown()
+            expected = classify(Model(run_dir / "export" / f"{default}.tflite"), io.BytesIO(canvas), "canvas")
+            assert (variant, digit, bars) == (default, expected["digit"], 3)
+
+            page.select_option("#variant", "float32")
+            page.wait_for_selector('#prediction[data-variant="float32"]:not([data-pending])', state="attached")
+            variant, digit, bars = shown()
+            expected = classify(Model(run_dir / "export" / "float32.tflite"), io.BytesIO(canvas), "canvas")
+            assert (variant, digit, bars) == ("float32", expected["digit"], 3)
+            assert "float32.tflite" in page.text_content("#info")
+
+            screenshots = run_dir / "screenshots"
+            screenshots.mkdir(exist_ok=True)
+            page.screenshot(path=str(screenshots / "draw.png"), full_page=True)
+            assert (screenshots / "draw.png").stat().st_size > 0
+
+            page.click("#clear")
+            assert page.text_content("#digit") == "" and page.get_attribute("#prediction", "data-variant") is None
+
+            page.goto(served + "report")
+            assert "mnist-opt report" in page.title()
+        finally:
+            browser.close()
