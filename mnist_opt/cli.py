@@ -71,6 +71,8 @@ def tune(
     train_subset: int = typer.Option(T.train_subset, min=100, help="Training images per trial during the search."),
     final_epochs: int = typer.Option(T.final_epochs, min=1, help="Epochs for retraining the best model on all training images."),
     max_params: Optional[int] = typer.Option(None, min=1, help="Skip models with more parameters, before training."),
+    max_kb: Optional[float] = typer.Option(None, min=1, help="Skip models whose int8 .tflite file would be larger "
+                                           "(estimated before training; KB = 1,024 bytes)."),
     seed: int = typer.Option(T.seed, help="Seed for the split, the search and every trial."),
     data: Optional[Path] = typer.Option(None, help=DATA_HELP),
     run_dir: Optional[Path] = typer.Option(None, help="Where every output goes (default: runs/<timestamp>)."),
@@ -81,7 +83,7 @@ def tune(
     Example: mnist-opt tune --tuner random --max-trials 10 --run-dir runs/first
     """
     cfg = T(space=space, tuner=tuner.value, max_trials=max_trials, max_epochs=max_epochs,
-                     train_subset=train_subset, final_epochs=final_epochs, seed=seed, max_params=max_params,
+                     train_subset=train_subset, final_epochs=final_epochs, seed=seed, max_params=max_params, max_kb=max_kb,
                      data=str(data) if data else None, run_dir=str(run_dir or _default_run_dir()),
                      overwrite=overwrite)
 
@@ -144,6 +146,8 @@ def export(
 def report(
     run_dir: Path = typer.Argument(..., help="A tuned and exported run directory."),
     latency_runs: int = typer.Option(R.latency_runs, min=1, help="Timed batch-1 runs per model."),
+    max_kb: Optional[float] = typer.Option(None, min=1, help="Size budget for the recommended variant "
+                                           "(default: the run's tune --max-kb)."),
 ):
     """Measure every model of a run on the 10,000 test images; write report.json/.md/.html.
 
@@ -153,7 +157,7 @@ def report(
     def go():
         from reports.report import report as run_report
 
-        return run_report(R(run_dir=str(run_dir), latency_runs=latency_runs), _echo)
+        return run_report(R(run_dir=str(run_dir), latency_runs=latency_runs, max_kb=max_kb), _echo)
 
     _print_report(_call(go), run_dir)
 
@@ -176,6 +180,8 @@ def run(
     run_dir: Optional[Path] = typer.Option(None, help="Where every output goes (default: runs/<timestamp>). "
                                            "Run again with the same directory to resume."),
     seed: Optional[int] = typer.Option(None, help="Seed (default: the preset's, 0)."),
+    max_kb: Optional[float] = typer.Option(None, min=1, help="Only models whose int8 .tflite fits in this many KB "
+                                           "(estimated before training); the report recommends within it."),
 ):
     """Tune, export and report in one go; print where the report is.
 
@@ -186,7 +192,7 @@ def run(
     def go():
         from mnist_opt.pipeline import run as run_pipeline
 
-        return run_pipeline(preset.value, str(target), seed, _echo)
+        return run_pipeline(preset.value, str(target), seed, _echo, max_kb)
 
     _print_report(_call(go), target)
 

@@ -39,9 +39,9 @@ PRESETS = {
 }
 
 
-def configs(preset: str, run_dir: str, seed: int | None = None) -> Preset:
+def configs(preset: str, run_dir: str, seed: int | None = None, max_kb: float | None = None) -> Preset:
     p = PRESETS[preset]
-    tune = replace(p.tune, run_dir=run_dir, seed=p.tune.seed if seed is None else seed)
+    tune = replace(p.tune, run_dir=run_dir, seed=p.tune.seed if seed is None else seed, max_kb=max_kb)
     return Preset(tune, replace(p.export, run_dir=run_dir), replace(p.report, run_dir=run_dir))
 
 
@@ -64,13 +64,14 @@ def export_done(cfg: ExportConfig) -> bool:
     return {e["name"] for e in previous_entries(path.parent)} == set(cfg.variants)
 
 
-def run(preset: str, run_dir: str, seed: int | None = None, log: Log = lambda line: None) -> dict:
+def run(preset: str, run_dir: str, seed: int | None = None, log: Log = lambda line: None,
+        max_kb: float | None = None) -> dict:
     """The whole toolkit: search, export, report. Returns the report document."""
     from export.run import export
     from reports.report import report
     from tuning.search import tune
 
-    cfg = configs(preset, run_dir, seed)
+    cfg = configs(preset, run_dir, seed, max_kb)
     # 1. Tune (a finished search with the same settings is kept; an unfinished one resumes).
     if tuning_done(cfg.tune):
         log(f"[1/3] tune: already done in {run_dir}")

@@ -12,6 +12,7 @@ class ReportConfig:
     warmup_runs: int = 100  # untimed first calls: allocation, caches, XNNPACK set-up
     baseline_epochs: int = 10  # when baseline.keras is missing: what the original project trained for
     accuracy_window: float = 0.1  # points: the recommended variant is the smallest file this close to the best
+    max_kb: float | None = None  # the user's size budget for the recommendation; None: the tuning run's --max-kb
 
     def to_dict(self) -> dict:
         return asdict(self)

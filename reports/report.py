@@ -39,14 +39,41 @@ def check_inputs(cfg: ReportConfig) -> dict:
             "manifest": runio.read_json(run / "export" / "manifest.json")}
 
 
-def recommend(rows: list[dict], window: float) -> str | None:
-    """The smallest exported file within `window` points of the best exported accuracy."""
+def recommend(rows: list[dict], window: float, max_kb: float | None = None) -> str | None:
+    """The smallest exported file within `window` points of the best exported accuracy.
+
+    With a budget, only files of at most `max_kb` KB compete; if none fits, the smallest file.
+    """
     exported = [r for r in rows if r["kind"] == "tflite"]
+    if max_kb is not None:
+        fitting = [r for r in exported if r["bytes"] <= max_kb * 1024]
+        exported = fitting or sorted(exported, key=lambda r: (r["bytes"], r["gzip_bytes"]))[:1]
     if not exported:
         return None
     best = max(r["test_accuracy"] for r in exported)
     close = [r for r in exported if 100 * (best - r["test_accuracy"]) <= window + 1e-9]
     return min(close, key=lambda r: (r["bytes"], r["gzip_bytes"]))["name"]
+
+
+def recommendation_rule(window: float, max_kb: float | None, rows: list[dict]) -> str:
+    rule = f"smallest exported file within {window} points of the best exported test accuracy"
+    if max_kb is None:
+        return rule
+    if any(r["kind"] == "tflite" and r["bytes"] <= max_kb * 1024 for r in rows):
+        return f"{rule}, among files of at most {max_kb:g} KB (the size budget)"
+    return f"no exported file fits the size budget of {max_kb:g} KB: the smallest one"
+
+
+def size_estimate(best: dict, rows: list[dict]) -> dict | None:
+    """The int8 size estimated before training (what --max-kb checks) against the real int8 file."""
+    int8 = next((r for r in rows if r["name"] == "int8"), None)
+    if int8 is None or "hyperparameters" not in best:
+        return None
+    from tuning.hypermodel import estimate_int8_bytes
+
+    estimated = estimate_int8_bytes(best["hyperparameters"])
+    return {"estimated_bytes": estimated, "int8_bytes": int8["bytes"],
+            "error": (estimated - int8["bytes"]) / int8["bytes"]}
 
 
 def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
@@ -99,13 +126,15 @@ def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
         row["size_vs_float32"] = row["bytes"] / float_bytes if float_bytes else None
 
     # 4. Write: json (everything), markdown (the table), html (table and figures).
-    recommended = recommend(rows, cfg.accuracy_window)
+    max_kb = cfg.max_kb if cfg.max_kb is not None else tune_cfg.get("max_kb")
+    recommended = recommend(rows, cfg.accuracy_window, max_kb)
     doc = {
         "run_dir": str(run_dir),
         "test_images": int(len(y_test)),
         "recommended": recommended,
-        "recommendation_rule": f"smallest exported file within {cfg.accuracy_window} points of the best "
-                               "exported test accuracy",
+        "recommendation_rule": recommendation_rule(cfg.accuracy_window, max_kb, rows),
+        "max_kb": max_kb,
+        "int8_size_estimate": size_estimate(docs["best"], rows),
         "rows": rows,
         "settings": {"report": cfg.to_dict(), "tune": tune_cfg, "export": docs["manifest"]["settings"]},
         "best_hparams": docs["best"],
@@ -139,10 +168,18 @@ def markdown(doc: dict, table: str) -> str:
             f"Measured on the {doc['test_images']:,} MNIST test images, from the files on disk.\n\n"
             f"{table}\n\n★ recommended: **{doc['recommended']}** ({doc['recommendation_rule']}).\n\n"
             f"Tuned model: trial {best['trial_id']}, {best['params']:,} parameters, "
-            f"validation accuracy {100 * best['val_accuracy']:.2f}%.\n\n"
+            f"validation accuracy {100 * best['val_accuracy']:.2f}%.\n\n{estimate_line(doc)}"
             f"Latency: batch of 1 on this CPU, {doc['settings']['report']['latency_runs']:,} timed runs after "
             f"{doc['settings']['report']['warmup_runs']} warm-up runs. Per-class accuracy, confusion matrices, "
             f"sha256 of every file, settings and package versions are in report.json.\n")
+
+
+def estimate_line(doc: dict) -> str:
+    e = doc.get("int8_size_estimate")
+    if not e:
+        return ""
+    return (f"Size estimate made before training (what `--max-kb` checks): {e['estimated_bytes']:,} bytes; "
+            f"the real int8.tflite: {e['int8_bytes']:,} bytes ({100 * e['error']:+.1f}%).\n\n")
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -177,5 +214,6 @@ def to_html(doc: dict, trials: list[dict]) -> str:
             f"<p>{html.escape(doc['run_dir'])}: measured on the {doc['test_images']:,} MNIST test images, "
             f"from the files on disk. ★ recommended: <b>{html.escape(str(doc['recommended']))}</b> "
             f"({html.escape(doc['recommendation_rule'])}).</p>\n"
+            f"<p>{html.escape(estimate_line(doc).strip())}</p>\n"
             "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>\n"
             + "\n".join(body) + "</table>\n" + "\n".join(figures) + "\n</body></html>\n")

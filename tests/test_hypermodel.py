@@ -5,7 +5,7 @@ import pytest
 import tf_keras
 
 from tuning import space
-from tuning.hypermodel import BASELINE, CNNHyperModel, build_cnn, count_params, sample
+from tuning.hypermodel import BASELINE, CNNHyperModel, build_cnn, count_params, estimate_int8_bytes, sample
 
 
 def corner_values(space_name: str, which: str) -> dict:
@@ -52,3 +52,20 @@ def test_filters_are_declared_per_existing_block(seed):
     assert isinstance(values["batch_norm"], bool)
     model = CNNHyperModel(s).build(hp)
     assert model.optimizer is not None and model.count_params() == count_params(values)
+
+
+@pytest.mark.parametrize("values", [
+    BASELINE,
+    corner_values("tiny", "low"),
+    corner_values("default", "high"),
+    dict(corner_values("default", "low"), conv_blocks=2, filters_1=24, batch_norm=True, global_pooling=True,
+         dense_units=48),
+    dict(corner_values("tiny", "high"), kernel_size=5, convs_per_block=2),
+], ids=["baseline", "tiny-low", "default-high", "bn-gap-dense", "tiny-k5"])
+def test_int8_size_estimate_is_within_15_percent_of_the_real_file(seed, values):
+    """--max-kb trusts this estimate to skip models before training: check it against the converter."""
+    from export.tflite import convert
+
+    representative = np.random.default_rng(seed).random((20, 28, 28, 1), dtype="float32")
+    real = len(convert(build_cnn(values, tf_keras), "int8", representative))
+    assert abs(estimate_int8_bytes(values) - real) <= 0.15 * real, (estimate_int8_bytes(values), real)

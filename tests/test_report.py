@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from mnist_opt.cli import app
 from reports.plots import pareto
-from reports.report import recommend
+from reports.report import recommendation_rule, recommend
 from tuning.data import load_test
 
 
@@ -54,6 +54,8 @@ def test_report_rows_are_complete_and_consistent(seed, quick_run):
     assert rows["float32"]["size_vs_float32"] == 1.0 and rows["int8"]["size_vs_float32"] < 0.5
     assert doc["recommended"] == recommend(doc["rows"], 0.1)
     assert set(doc["packages"]) >= {"tensorflow", "ai-edge-litert"}
+    estimate = doc["int8_size_estimate"]  # what --max-kb checks, against the real file
+    assert estimate["int8_bytes"] == rows["int8"]["bytes"] and abs(estimate["error"]) <= 0.15
 
 
 def test_markdown_and_html_are_written_and_self_contained(seed, quick_run):
@@ -65,6 +67,7 @@ def test_markdown_and_html_are_written_and_self_contained(seed, quick_run):
     assert not re.search(r"(src|href)=\"(https?:)?//", page) and "http://" not in page and "https://" not in page
     assert f"report: {run_dir / 'report.html'}" in output
     assert "| model |" in output  # the table, in the terminal
+    assert "Size estimate made before training" in md and "Size estimate made before training" in page
 
 
 def test_recommendation_is_the_smallest_file_near_the_best():
@@ -74,6 +77,18 @@ def test_recommendation_is_the_smallest_file_near_the_best():
             {"name": "k", "kind": "keras", "test_accuracy": 0.9990, "bytes": 1, "gzip_bytes": 1}]
     assert recommend(rows, 0.1) == "b"
     assert recommend(rows, 0.5) == "c"
+
+
+def test_recommendation_respects_the_size_budget():
+    rows = [{"name": "a", "kind": "tflite", "test_accuracy": 0.9900, "bytes": 30 * 1024, "gzip_bytes": 90},
+            {"name": "b", "kind": "tflite", "test_accuracy": 0.9850, "bytes": 12 * 1024, "gzip_bytes": 40},
+            {"name": "c", "kind": "tflite", "test_accuracy": 0.9700, "bytes": 8 * 1024, "gzip_bytes": 9}]
+    assert recommend(rows, 0.1) == "a"
+    assert recommend(rows, 0.1, max_kb=16) == "b"  # the best file that fits, not the best overall
+    assert recommend(rows, 2.0, max_kb=16) == "c"
+    assert recommend(rows, 0.1, max_kb=4) == "c"  # nothing fits: the smallest
+    assert "no exported file fits" in recommendation_rule(0.1, 4, rows)
+    assert "at most 16 KB" in recommendation_rule(0.1, 16, rows)
 
 
 def test_pareto_front():
@@ -91,6 +106,23 @@ def test_report_on_an_unfinished_run_exits_2(seed, smoke_run, tmp_path):
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["best.keras", "best_hparams.json", "config.json"]
     result = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_report_max_kb_moves_the_recommendation_into_the_budget(seed, quick_run, tmp_path):
+    """`report --max-kb` under the recommended file's size recommends a file that fits."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(quick_run[0], run_dir)
+    before = json.loads((run_dir / "report.json").read_text())
+    sizes = sorted(r["bytes"] for r in before["rows"] if r["kind"] == "tflite")
+    budget = (sizes[0] + 1) / 1024  # only the smallest file fits
+    result = CliRunner().invoke(app, ["report", str(run_dir), "--latency-runs", "5", "--max-kb", f"{budget}"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((run_dir / "report.json").read_text())
+    chosen = next(r for r in doc["rows"] if r["name"] == doc["recommended"])
+    assert chosen["bytes"] <= budget * 1024 and doc["max_kb"] == pytest.approx(budget)
+    assert "size budget" in doc["recommendation_rule"]
 
 
 def test_run_again_skips_finished_stages(seed, quick_run):

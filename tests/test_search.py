@@ -7,7 +7,7 @@ import pytest
 from mnist_opt.errors import RunDirError, SearchFailed, SearchSpaceError
 from tuning import search
 from tuning.config import TuneConfig
-from tuning.hypermodel import build_cnn, count_params
+from tuning.hypermodel import build_cnn, count_params, estimate_int8_bytes
 
 
 def _cfg(tmp_path, **kw):
@@ -152,3 +152,19 @@ def test_killed_search_resumes_without_retraining_finished_trials(seed, tmp_path
     trial_lines = [line for line in resumed.stdout.splitlines() if line.startswith("trial")]
     assert len(trial_lines) == 3 - len(done_before)
     assert (run_dir / "best.keras").exists()
+
+
+def test_max_kb_skips_models_over_the_budget_before_training(seed, tmp_path):
+    """Every completed trial's estimated int8 file fits the budget; every skipped one does not."""
+    budget = 24
+    result = search.tune(_cfg(tmp_path, space="default", max_trials=6, max_kb=budget, seed=3))
+    trials = json.loads((tmp_path / "run" / "trials.json").read_text())
+    assert len(trials) == 6 and result.counts["completed"] >= 1 and result.counts["skipped"] >= 1
+    for t in trials:
+        assert t["est_int8_bytes"] == estimate_int8_bytes(t["hyperparameters"])
+        if t["status"] == "completed":
+            assert t["est_int8_bytes"] <= budget * 1024
+        else:
+            assert t["status"] == "skipped" and t["est_int8_bytes"] > budget * 1024
+            assert f"> --max-kb {budget}" in t["error"] and t["seconds"] < 5
+    assert result.best["est_int8_bytes"] <= budget * 1024

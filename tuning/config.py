@@ -15,6 +15,7 @@ class TuneConfig:
     batch_size: int = 128  # fast on 2 cores; larger batches bought no speed on this CPU
     seed: int = 0  # fixes the split, the trial order and every trial's initial weights
     max_params: int | None = None  # models above this are skipped before training
+    max_kb: float | None = None  # models whose estimated int8 .tflite is larger (KB = 1,024 bytes) are skipped too
     data: str | None = None  # mnist.npz path; None: $MNIST_NPZ, then the bundled copy
     run_dir: str = ""  # filled in by the CLI: runs/<timestamp> unless given
     overwrite: bool = False  # start afresh instead of resuming the run directory

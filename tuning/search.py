@@ -29,7 +29,7 @@ from mnist_opt import runio
 from mnist_opt.errors import RunDirError, SearchFailed
 from tuning import data, pipeline, space as space_module, train
 from tuning.config import TuneConfig
-from tuning.hypermodel import CNNHyperModel, count_params, sample
+from tuning.hypermodel import CNNHyperModel, count_params, estimate_int8_bytes, sample
 
 MAX_CONSECUTIVE_FAILURES = 5  # a broken setup fails every trial; stop paying for it early
 HYPERBAND_FACTOR = 3  # keeps the best third of each round: Hyperband's usual setting
@@ -79,6 +79,9 @@ class TrialRecorder:
             params = count_params(values)
             if self.cfg.max_params is not None and params > self.cfg.max_params:
                 raise OverBudget(f"{params:,} parameters > --max-params {self.cfg.max_params:,}")
+            size = estimate_int8_bytes(values)
+            if self.cfg.max_kb is not None and size > self.cfg.max_kb * 1024:
+                raise OverBudget(f"estimated int8 file {size / 1024:,.1f} KB > --max-kb {self.cfg.max_kb:g}")
             # Each trial's weights and batches depend only on the seed and its id,
             # so a resumed search retrains an interrupted trial exactly.
             keras.utils.set_random_seed(self.cfg.seed + int(trial.trial_id))
@@ -132,6 +135,7 @@ class TrialRecorder:
             "epochs": hp.get("tuner/epochs", self.cfg.max_epochs),
             "val_accuracy": float(trial.score) if status == "completed" else None,
             "params": count_params(values),
+            "est_int8_bytes": estimate_int8_bytes(values),
             "seconds": round(seconds, 2),
             "error": message,
         }
@@ -273,6 +277,7 @@ def tune(cfg: TuneConfig, log: Log = lambda line: None) -> TuneResult:
         "trial_id": best["id"],
         "hyperparameters": best["hyperparameters"],
         "params": model.count_params(),
+        "est_int8_bytes": estimate_int8_bytes(best["hyperparameters"]),
         "search_val_accuracy": best["val_accuracy"],
         "val_accuracy": max(history["val_accuracy"]),
         "epochs_trained": len(history["val_accuracy"]),
