@@ -1,6 +1,6 @@
 """mnist-opt benchmarks: speed and quality targets, measured on this machine.
 
-    python benchmarks/run.py [--parts throughput,quick,standard,search] [--search-minutes 8]
+    python benchmarks/run.py [--parts throughput,quick,standard,search,distributed] [--search-minutes 8]
 
 Writes benchmarks/results/<date>.json and <date>.md. Parts:
 
@@ -11,6 +11,8 @@ Writes benchmarks/results/<date>.json and <date>.md. Parts:
    accuracy and size of every exported variant, read from its report.json.
 3. search: best validation accuracy vs wall time, the project's default tuner settings vs
    Keras Tuner's RandomSearch with default settings, same space, same time budget.
+4. distributed: trials per minute of one random search in one process vs `tune --workers 2`
+   (end to end, including process start-up and the final retrain).
 """
 
 from __future__ import annotations
@@ -165,6 +167,28 @@ def search_efficiency(minutes: float, work: Path) -> dict:
             "best_at_half_budget": {"project": best_by(project, budget / 2), "random": best_by(random, budget / 2)}}
 
 
+def distributed(work: Path, trials: int = 8) -> dict:
+    """Trials per minute of one random search: one process vs `--workers 2` (a chief and 2 workers)."""
+    search = ["--space", "tiny", "--tuner", "random", "--max-trials", str(trials), "--max-epochs", "2",
+              "--train-subset", "3000", "--final-epochs", "1", "--seed", "0"]
+    out = {"trials": trials}
+    for name, extra in (("one_process", []), ("workers_2", ["--workers", "2"])):
+        run_dir = work / f"dist-{name}"
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "mnist_opt", "tune", *search, "--run-dir", str(run_dir), *extra],
+                              capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0:
+            out[name] = {"error": proc.stdout[-2000:] + proc.stderr[-2000:]}
+            continue
+        records = json.loads((run_dir / "trials.json").read_text())
+        search_seconds = sum(r["seconds"] or 0 for r in records)
+        out[name] = {"seconds_end_to_end": round(seconds, 1), "trials_completed": len(records),
+                     "trials_per_minute": round(len(records) / seconds * 60, 2),
+                     "trial_seconds_summed": round(search_seconds, 1)}
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="throughput,quick,standard,search")
@@ -182,6 +206,8 @@ def main(argv=None) -> int:
                 results["throughput"] = throughput()
             elif part in ("quick", "standard", "full"):
                 results[part] = end_to_end(part, work)
+            elif part == "distributed":
+                results["distributed"] = distributed(work)
             elif part == "search":
                 results["search"] = search_efficiency(args.search_minutes, work)
             print(json.dumps(results[part])[:600], flush=True)
@@ -225,6 +251,10 @@ def summary(r: dict) -> str:
         s = r["search"]
         lines += [f"- Search, {s['budget_minutes']} min each: target val_accuracy {s['target_val_accuracy']}: "
                   f"project {s['project_seconds_to_target']} s, RandomSearch {s['random_seconds_to_target']} s"]
+    if "distributed" in r:
+        d = r["distributed"]
+        lines += [f"- Distributed, {d['trials']}-trial random search: " + ", ".join(
+            f"{k} {v.get('trials_per_minute', 'failed')} trials/min" for k, v in d.items() if k != "trials")]
     return "\n".join(lines) + "\n"
 
 

@@ -77,22 +77,48 @@ def tune(
     data: Optional[Path] = typer.Option(None, help=DATA_HELP),
     run_dir: Optional[Path] = typer.Option(None, help="Where every output goes (default: runs/<timestamp>)."),
     overwrite: bool = typer.Option(False, help="Clear the run directory's tuning outputs and start afresh."),
+    chief: Optional[str] = typer.Option(None, metavar="HOST:PORT", help="Distributed: run the oracle here; "
+                                        "workers join with --worker HOST:PORT."),
+    worker: Optional[str] = typer.Option(None, metavar="HOST:PORT", help="Distributed: run trials for this chief."),
+    worker_id: Optional[str] = typer.Option(None, help="This worker's name, unique in the search (with --worker)."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Distributed on this machine: a chief and N worker "
+                                          "processes on 127.0.0.1, the cores divided between them."),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads TensorFlow may use (default: all)."),
 ):
     """Search CNN hyperparameters with Keras Tuner; save the retrained best model.
 
     Example: mnist-opt tune --tuner random --max-trials 10 --run-dir runs/first
     """
+    roles = [name for name, given in (("--chief", chief), ("--worker", worker), ("--workers", workers)) if given]
+    if len(roles) > 1 or (worker is None) != (worker_id is None):
+        typer.echo(f"Error: {' and '.join(roles) or '--worker-id'}: use one of --chief, --worker (with --worker-id) "
+                   "or --workers", err=True)
+        raise typer.Exit(2)
     cfg = T(space=space, tuner=tuner.value, max_trials=max_trials, max_epochs=max_epochs,
                      train_subset=train_subset, final_epochs=final_epochs, seed=seed, max_params=max_params, max_kb=max_kb,
                      data=str(data) if data else None, run_dir=str(run_dir or _default_run_dir()),
                      overwrite=overwrite)
 
     def go():
+        from mnist_opt.runtime import set_threads
+
+        set_threads(threads)
+        if worker:
+            from tuning.distributed import worker as run_worker
+
+            return run_worker(cfg, worker, worker_id, _echo)
+        if chief or workers:
+            from tuning.distributed import chief as run_chief
+
+            return run_chief(cfg, chief or "127.0.0.1:0", _echo, workers or 0)
         from tuning.search import tune as run_tune
 
         return run_tune(cfg, _echo)
 
     result = _call(go)
+    if worker:
+        typer.echo(f"worker {worker_id} done: {result['completed']} trials completed here")
+        return
     typer.echo(f"done: {result.counts['completed']} trials completed; best model in {result.run_dir / 'best.keras'}")
 
 

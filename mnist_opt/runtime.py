@@ -48,3 +48,12 @@ def quiet_tensorflow() -> None:
     warnings.filterwarnings("ignore", module="keras")
     warnings.filterwarnings("ignore", module="keras_tuner")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def set_threads(threads: int | None) -> None:
+    """Limit TensorFlow to `threads` cores (a worker sharing a machine); None keeps its default."""
+    if threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1 if threads == 1 else 2)

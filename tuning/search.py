@@ -63,9 +63,10 @@ class TrialRecorder:
     so that tuner's own trial schedule is kept as it is.
     """
 
-    def setup(self, cfg: TuneConfig, split: data.Split, subset: tuple, run_dir: Path, log: Log):
+    def setup(self, cfg: TuneConfig, split: data.Split, subset: tuple | None, run_dir: Path, log: Log,
+              trials_path: Path | None = None):
         self.cfg, self.split, self.subset, self.run_dir, self.log = cfg, split, subset, run_dir, log
-        self.trials_path = run_dir / "trials.json"
+        self.trials_path = trials_path or run_dir / "trials.json"  # a distributed worker keeps its own
         self.records = {r["id"]: r for r in runio.read_json(self.trials_path)} if self.trials_path.exists() else {}
         self.errors: dict[str, BaseException] = {}
         self.started: dict[str, float] = {}
@@ -107,7 +108,7 @@ class TrialRecorder:
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
-        ended = self.oracle.trials[trial.trial_id]
+        ended = self.oracle.get_trial(trial.trial_id)  # from the chief, for a distributed worker
         record = self.record(ended, time.perf_counter() - self.started.pop(trial.trial_id))
         self.records[record["id"]] = record
         runio.write_json(self.trials_path, list(self.records.values()))
@@ -136,7 +137,7 @@ class TrialRecorder:
             "val_accuracy": float(trial.score) if status == "completed" else None,
             "params": count_params(values),
             "est_int8_bytes": estimate_int8_bytes(values),
-            "seconds": round(seconds, 2),
+            "seconds": None if seconds is None else round(seconds, 2),
             "error": message,
         }
 
@@ -222,7 +223,8 @@ def prepare_run_dir(cfg: TuneConfig, settings: dict) -> Path:
     return run_dir
 
 
-def search(cfg: TuneConfig, space, split: data.Split, run_dir: Path, log: Log = lambda line: None) -> list[dict]:
+def search(cfg: TuneConfig, space, split: data.Split, run_dir: Path, log: Log = lambda line: None,
+           trials_path: Path | None = None) -> list[dict]:
     """Run (or resume) the Keras Tuner search; return every trial's record.
 
     Trials see a fixed stratified subset of the train split; selection uses validation only.
@@ -230,7 +232,7 @@ def search(cfg: TuneConfig, space, split: data.Split, run_dir: Path, log: Log = 
     n = min(cfg.train_subset or len(split.y_train), len(split.y_train))
     idx = data.stratified_indices(split.y_train, n, cfg.seed)
     tuner = make_tuner(cfg, space, run_dir)
-    tuner.setup(cfg, split, (split.x_train[idx], split.y_train[idx]), run_dir, log)
+    tuner.setup(cfg, split, (split.x_train[idx], split.y_train[idx]), run_dir, log, trials_path)
     log(f"search: {cfg.tuner} over space '{space.name}', {n:,} training images per trial, "
         f"{len(split.y_val):,} validation images; run directory {run_dir}")
     if tuner.records:
@@ -244,22 +246,28 @@ def search(cfg: TuneConfig, space, split: data.Split, run_dir: Path, log: Log = 
 
 def tune(cfg: TuneConfig, log: Log = lambda line: None) -> TuneResult:
     """The tuning stage: search, check the trials, retrain the winner, save."""
-    # 1. Inputs first, so that bad input writes nothing.
+    space, split, run_dir = start(cfg)
+    records = search(cfg, space, split, run_dir, log)  # resumes where a killed one stopped
+    return finish(cfg, space, split, run_dir, records, log)
+
+
+def start(cfg: TuneConfig, write: bool = True) -> tuple:
+    """Inputs first, so that bad input writes nothing; then the run directory (new, resumed or cleared)."""
     space = space_module.load(cfg.space)
     split = data.load_split(cfg.seed, cfg.data)
     settings = dict(cfg.search_settings(), space_sha256=_sha256(space.text), data_sha256=split.content_sha256)
-
-    # 2. Run directory: new, resumed, or cleared.
     run_dir = prepare_run_dir(cfg, settings)
-    runio.write_json(run_dir / "config.json", {
-        "tune": cfg.to_dict(), "search": settings, "space_path": space.path, "data_source": split.source,
-        "packages": package_versions(),
-    })
+    if write:
+        runio.write_json(run_dir / "config.json", {
+            "tune": cfg.to_dict(), "search": settings, "space_path": space.path, "data_source": split.source,
+            "packages": package_versions(),
+        })
+    return space, split, run_dir
 
-    # 3. Search (resumes where a killed one stopped).
-    records = search(cfg, space, split, run_dir, log)
 
-    # 4. Check the trials: a search with no completed trial has no result.
+def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, records: list[dict], log: Log) -> TuneResult:
+    """Check the trials, retrain the winner on the whole train split, save best.keras."""
+    # A search with no completed trial has no result.
     counts = {s: sum(r["status"] == s for r in records) for s in ("completed", "failed", "skipped")}
     completed = [r for r in records if r["status"] == "completed"]
     if not completed:
@@ -270,7 +278,7 @@ def tune(cfg: TuneConfig, log: Log = lambda line: None) -> TuneResult:
     log(f"search done: {counts['completed']} completed, {counts['failed']} failed, {counts['skipped']} skipped; "
         f"best trial {best['id']} val_accuracy {best['val_accuracy']:.4f}")
 
-    # 5. Retrain the winner on the whole train split, early-stopped on validation.
+    # Retrain the winner on the whole train split, early-stopped on validation.
     log(f"retraining trial {best['id']} on {len(split.y_train):,} images for up to {cfg.final_epochs} epochs")
     model, history = train.train(best["hyperparameters"], split, cfg.final_epochs, cfg.batch_size, cfg.seed, log)
     doc = {
@@ -284,7 +292,7 @@ def tune(cfg: TuneConfig, log: Log = lambda line: None) -> TuneResult:
         "space": space.name,
     }
 
-    # 6. Save: the model, then the document that says it is finished.
+    # Save: the model, then the document that says it is finished.
     with runio.atomic_path(run_dir / "best.keras") as tmp:
         model.save(tmp)
     runio.write_json(run_dir / "best_hparams.json", doc)
