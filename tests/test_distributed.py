@@ -8,13 +8,14 @@ import subprocess
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import keras
 import pytest
 from typer.testing import CliRunner
 
 from mnist_opt.cli import app
-from tuning.distributed import parse_address
+from tuning.distributed import SILENT_MIN, parse_address, silent_workers
 from mnist_opt.errors import InputError
 
 SEARCH = ["--space", "tiny", "--tuner", "random", "--max-trials", "4", "--max-epochs", "1", "--final-epochs", "1",
@@ -139,3 +140,15 @@ def test_parse_address():
     assert parse_address("127.0.0.1:0", "--chief", any_port=True) == ("127.0.0.1", 0)
     with pytest.raises(InputError):
         parse_address("127.0.0.1:0", "--worker")
+
+
+def test_a_silent_remote_worker_is_given_up(tmp_path):
+    """A chief cannot see a remote worker die: a trial left open far longer than any trial took is failed."""
+    oracle = SimpleNamespace(ongoing_trials={"w0": SimpleNamespace(trial_id="3")})
+    first_seen = {}
+    assert silent_workers(oracle, tmp_path, first_seen) == []  # just noticed
+    first_seen["3"] -= SILENT_MIN - 5
+    assert silent_workers(oracle, tmp_path, first_seen) == []  # not yet
+    first_seen["3"] -= 10
+    (gone,) = silent_workers(oracle, tmp_path, first_seen)
+    assert gone[0] == "w0" and "trial given up" in gone[1]

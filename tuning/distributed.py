@@ -108,14 +108,22 @@ def chief(cfg: TuneConfig, address: str, log: Log = lambda line: None, workers: 
     try:
         while not (servicer.stop_triggered and exit_chief(oracle)):
             time.sleep(TICK)
-            for tuner_id, message in (pool.check(oracle) if pool else silent_workers(oracle, run_dir, first_seen)):
+            if pool:
+                gone = pool.check()
+            else:  # remote workers: only once no trials are left to hand out does a silent one hold things up
+                gone = silent_workers(oracle, run_dir, first_seen) if servicer.stop_triggered else []
+            for tuner_id, message in gone:
                 failed.update(fail(oracle, tuner_id, message))
             if pool and pool.all_exited() and not oracle.ongoing_trials:
                 break  # every worker ended (each stops itself after repeated failures)
+    except BaseException:  # Ctrl-C or a crash: the workers go too; a rerun resumes from the oracle's state
+        if pool:
+            pool.kill()
+        raise
     finally:
         server.stop(grace=2)
-        if pool:
-            pool.stop()
+    if pool:
+        pool.stop()
     records = collect(tuner, run_dir, failed)
     runio.write_json(run_dir / "trials.json", records)
     log(f"chief: search over, {len(records)} trials")
@@ -134,7 +142,10 @@ def fail(oracle, tuner_id: str, message: str) -> dict:
 
 
 def silent_workers(oracle, run_dir: Path, first_seen: dict[str, float]) -> list[tuple[str, str]]:
-    """Remote workers on one trial far longer than any trial took: gone (a chief cannot see their process)."""
+    """Remote workers still on a trial far longer than any trial took, after the last one was handed out: gone.
+
+    A chief cannot see a remote worker's process; a worker that died leaves its trial open for good.
+    """
     ended = [r.get("seconds") or 0 for r in _worker_records(run_dir).values()]
     limit = max(SILENT_MIN, SILENT_FACTOR * max(ended, default=0))
     now = time.time()
@@ -142,7 +153,8 @@ def silent_workers(oracle, run_dir: Path, first_seen: dict[str, float]) -> list[
     for tuner_id, trial in list(oracle.ongoing_trials.items()):
         began = first_seen.setdefault(trial.trial_id, now)
         if now - began > limit:
-            gone.append((tuner_id, f"worker {tuner_id} sent no result for {now - began:.0f} s; trial given up"))
+            gone.append((tuner_id, f"worker {tuner_id} sent no result for {now - began:.0f} s after the last "
+                                   "trial was handed out; trial given up"))
     return gone
 
 
@@ -208,7 +220,7 @@ class Workers:
         for line in proc.stdout:
             self.log(f"[{name}] {line.rstrip()}")
 
-    def check(self, oracle) -> list[tuple[str, str]]:
+    def check(self) -> list[tuple[str, str]]:
         """Workers that died: restarted once (same id, so the same trial), then given up."""
         gone = []
         for name, proc in list(self.procs.items()):
@@ -229,6 +241,11 @@ class Workers:
 
     def all_exited(self) -> bool:
         return all(p.poll() is not None for p in self.procs.values())
+
+    def kill(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
 
     def stop(self) -> None:
         for proc in self.procs.values():
