@@ -69,3 +69,19 @@ def test_int8_size_estimate_is_within_15_percent_of_the_real_file(seed, values):
     representative = np.random.default_rng(seed).random((20, 28, 28, 1), dtype="float32")
     real = len(convert(build_cnn(values, tf_keras), "int8", representative))
     assert abs(estimate_int8_bytes(values) - real) <= 0.15 * real, (estimate_int8_bytes(values), real)
+
+
+def test_batch_norm_models_can_be_judged_after_one_short_epoch(seed):
+    """Hyperband ranks models after an epoch or two: the moving statistics must be usable by then."""
+    from tuning import data, pipeline
+    from tuning.hypermodel import compile_model
+
+    split = data.load_split(seed)
+    idx = data.stratified_indices(split.y_train, 4000, seed)
+    values = dict(BASELINE, conv_blocks=2, filters_0=16, filters_1=32, batch_norm=True, dense_units=64)
+    model = build_cnn(values)
+    compile_model(model, values)
+    history = model.fit(pipeline.dataset(split.x_train[idx], split.y_train[idx], 64, seed=seed),
+                        validation_data=pipeline.dataset(split.x_val, split.y_val, 1000), epochs=1, verbose=0)
+    train_acc, val_acc = history.history["accuracy"][0], history.history["val_accuracy"][0]
+    assert val_acc > 0.8 and val_acc > train_acc - 0.1, (train_acc, val_acc)  # Keras' default 0.99: ~0.1

@@ -149,6 +149,15 @@ def test_serve_refuses_an_unexported_run(tmp_path):
     assert result.exit_code == 2 and "mnist-opt export" in result.output
 
 
+def test_serve_on_a_taken_port_exits_2(quick_run):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["serve", str(quick_run[0]), "--port", str(port)])
+    assert result.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in result.output
+
+
 @pytest.fixture(scope="module")
 def served(quick_run):
     """`mnist-opt serve RUN --port 0` in its own process, as a user starts it; yields the URL."""

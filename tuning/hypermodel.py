@@ -17,6 +17,11 @@ from tuning.space import Choice, Fixed, Range, SearchSpace
 NUM_CLASSES = 10
 INPUT_SHAPE = (28, 28, 1)
 
+# Keras' default 0.99 needs hundreds of steps before the moving statistics are usable: after one
+# epoch on 10,000 images a batch-norm CNN scored 11% on validation (93% with 0.9), so Hyperband's
+# short first rounds threw out every batch-norm model. 0.9 settles within ~50 steps.
+BN_MOMENTUM = 0.9
+
 # The original project's CNN (Conv2D + MaxPooling, Flatten, Dense softmax),
 # as one point of the space so that it trains and exports the same way.
 BASELINE = {
@@ -41,7 +46,7 @@ def build_cnn(values: dict, k=keras):
             x = L.Conv2D(values[f"filters_{b}"], values["kernel_size"], padding="same", use_bias=not bn,
                          activation=None if bn else "relu", name=f"conv{b}_{c}")(x)
             if bn:
-                x = L.BatchNormalization(name=f"bn{b}_{c}")(x)
+                x = L.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{b}_{c}")(x)
                 x = L.ReLU(name=f"relu{b}_{c}")(x)
         x = L.MaxPooling2D(2, name=f"pool{b}")(x)
     x = L.GlobalAveragePooling2D(name="gap")(x) if values["global_pooling"] else L.Flatten(name="flatten")(x)
