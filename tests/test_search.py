@@ -156,10 +156,14 @@ def test_killed_search_resumes_without_retraining_finished_trials(seed, tmp_path
 
 def test_max_kb_skips_models_over_the_budget_before_training(seed, tmp_path):
     """Every completed trial's estimated int8 file fits the budget; every skipped one does not."""
+    from tuning import data, space
+
     budget = 24
-    result = search.tune(_cfg(tmp_path, space="default", max_trials=6, max_kb=budget, seed=3))
+    cfg = _cfg(tmp_path, space="default", max_trials=6, max_kb=budget, seed=3)
+    records = search.search(cfg, space.load(cfg.space), data.load_split(cfg.seed), search.prepare_run_dir(cfg, {}))
     trials = json.loads((tmp_path / "run" / "trials.json").read_text())
-    assert len(trials) == 6 and result.counts["completed"] >= 1 and result.counts["skipped"] >= 1
+    assert trials == records and len(trials) == 6
+    assert {"completed", "skipped"} <= {t["status"] for t in trials}
     for t in trials:
         assert t["est_int8_bytes"] == estimate_int8_bytes(t["hyperparameters"])
         if t["status"] == "completed":
@@ -167,4 +171,14 @@ def test_max_kb_skips_models_over_the_budget_before_training(seed, tmp_path):
         else:
             assert t["status"] == "skipped" and t["est_int8_bytes"] > budget * 1024
             assert f"> --max-kb {budget}" in t["error"] and t["seconds"] < 5
-    assert result.best["est_int8_bytes"] <= budget * 1024
+
+
+def test_max_kb_from_the_command_line(tmp_path):
+    """The CLI passes --max-kb through: a budget no model fits skips every trial, then exits 1 naming it."""
+    from typer.testing import CliRunner
+
+    from mnist_opt.cli import app
+
+    result = CliRunner().invoke(app, ["tune", "--max-kb", "1", "--max-trials", "2", "--tuner", "random",
+                                      "--train-subset", "500", "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 1 and "> --max-kb 1" in result.output and "2 skipped" in result.output
