@@ -16,7 +16,7 @@ from typing import Optional
 
 import typer
 
-from mnist_opt.errors import MnistOptError
+from mnist_opt.errors import InputError, MnistOptError
 from export.config import VARIANTS, ExportConfig as E  # plain dataclasses: no TensorFlow import
 from reports.config import ReportConfig as R
 from tuning.config import TuneConfig as T
@@ -293,8 +293,6 @@ def serve(
         try:
             return make_server(App(run_dir), host, port)
         except OSError as exc:  # port taken, address not ours: the user's option, not their machine
-            from mnist_opt.errors import InputError
-
             raise InputError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
                              "pick another --port, or --port 0 for any free one") from None
 

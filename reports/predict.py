@@ -66,18 +66,20 @@ def preprocess(gray: np.ndarray, name: str = "image") -> np.ndarray:
     return np.round(out).astype(np.uint8)
 
 
-def classify(model, source, name: str, top: int = 1) -> dict:
-    """One image (a path or file-like object) through MNIST preprocessing and the model: the top digits."""
-    image = preprocess(load_gray(source), name)
-    p = model.probabilities(image[np.newaxis])[0]
+def _ranked(p: np.ndarray, top: int) -> dict:
     order = np.argsort(-p)[:top]
-    return {"image": name, "digit": int(order[0]), "probability": float(p[order[0]]),
-            "top": [{"digit": int(d), "probability": float(p[d])} for d in order], "input": image}
+    return {"digit": int(order[0]), "probability": float(p[order[0]]),
+            "top": [{"digit": int(d), "probability": float(p[d])} for d in order]}
+
+
+def classify(model, source, name: str, top: int = 1) -> dict:
+    """One image (a path or file-like object) through MNIST preprocessing and the model: the top digits,
+    and the 28x28 input the model saw."""
+    image = preprocess(load_gray(source), name)
+    return {"image": name, **_ranked(model.probabilities(image[np.newaxis])[0], top), "input": image}
 
 
 def predict(model, images: list, top: int = 1) -> list[dict]:
-    """Classify image files (paths) with a `reports.evaluate.Model`: the top digits and probabilities."""
-    results = [classify(model, path, str(path), top) for path in images]
-    for r in results:
-        del r["input"]
-    return results
+    """Classify image files (paths) with a `reports.evaluate.Model`, in one batch: the top digits and probabilities."""
+    batch = np.stack([preprocess(load_gray(p), str(p)) for p in images])
+    return [{"image": str(path), **_ranked(p, top)} for path, p in zip(images, model.probabilities(batch))]

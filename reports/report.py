@@ -39,27 +39,30 @@ def check_inputs(cfg: ReportConfig) -> dict:
             "manifest": runio.read_json(run / "export" / "manifest.json")}
 
 
+def exported_files(rows: list[dict], max_kb: float | None = None) -> list[dict]:
+    """The rows of exported files; with a budget, only those of at most `max_kb` KB."""
+    return [r for r in rows if r["kind"] == "tflite" and (max_kb is None or r["bytes"] <= max_kb * 1024)]
+
+
 def recommend(rows: list[dict], window: float, max_kb: float | None = None) -> str | None:
     """The smallest exported file within `window` points of the best exported accuracy.
 
     With a budget, only files of at most `max_kb` KB compete; if none fits, the smallest file.
     """
-    exported = [r for r in rows if r["kind"] == "tflite"]
-    if max_kb is not None:
-        fitting = [r for r in exported if r["bytes"] <= max_kb * 1024]
-        exported = fitting or sorted(exported, key=lambda r: (r["bytes"], r["gzip_bytes"]))[:1]
+    size = lambda r: (r["bytes"], r["gzip_bytes"])  # noqa: E731
+    exported = exported_files(rows, max_kb) or sorted(exported_files(rows), key=size)[:1]
     if not exported:
         return None
     best = max(r["test_accuracy"] for r in exported)
     close = [r for r in exported if 100 * (best - r["test_accuracy"]) <= window + 1e-9]
-    return min(close, key=lambda r: (r["bytes"], r["gzip_bytes"]))["name"]
+    return min(close, key=size)["name"]
 
 
 def recommendation_rule(window: float, max_kb: float | None, rows: list[dict]) -> str:
     rule = f"smallest exported file within {window} points of the best exported test accuracy"
     if max_kb is None:
         return rule
-    if any(r["kind"] == "tflite" and r["bytes"] <= max_kb * 1024 for r in rows):
+    if exported_files(rows, max_kb):
         return f"{rule}, among files of at most {max_kb:g} KB (the size budget)"
     return f"no exported file fits the size budget of {max_kb:g} KB: the smallest one"
 

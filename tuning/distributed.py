@@ -146,6 +146,8 @@ def silent_workers(oracle, run_dir: Path, first_seen: dict[str, float]) -> list[
 
     A chief cannot see a remote worker's process; a worker that died leaves its trial open for good.
     """
+    if not oracle.ongoing_trials:
+        return []
     ended = [r.get("seconds") or 0 for r in _worker_records(run_dir).values()]
     limit = max(SILENT_MIN, SILENT_FACTOR * max(ended, default=0))
     now = time.time()
@@ -159,9 +161,10 @@ def silent_workers(oracle, run_dir: Path, first_seen: dict[str, float]) -> list[
 
 
 def _worker_records(run_dir: Path) -> dict[str, dict]:
+    """Every worker's trial records by trial id, each with the name of the worker that ran it."""
     records = {}
     for path in sorted((run_dir / "workers").glob("*.json")):
-        records.update({r["id"]: r for r in runio.read_json(path)})
+        records.update({r["id"]: {**r, "worker": path.stem} for r in runio.read_json(path)})
     return records
 
 
@@ -169,16 +172,14 @@ def collect(tuner, run_dir: Path, failed: dict[str, str]) -> list[dict]:
     """trials.json for the whole search: each worker's own record where the run directory is shared,
     else what the oracle knows (hyperparameters, score, status)."""
     detailed = _worker_records(run_dir)
-    by_worker = {p.stem: {r["id"] for r in runio.read_json(p)} for p in sorted((run_dir / "workers").glob("*.json"))}
     records = []
     for trial_id in sorted(tuner.oracle.trials, key=int):
         trial = tuner.oracle.trials[trial_id]
         record = detailed.get(trial_id)
         if record is None or trial_id in failed:
-            record = tuner.record(trial, seconds=None)
+            record = {**tuner.record(trial, seconds=None), "worker": record and record["worker"]}
             if trial_id in failed:
                 record["error"] = failed[trial_id]
-        record["worker"] = next((w for w, ids in by_worker.items() if trial_id in ids), None)
         records.append(record)
     return records
 

@@ -110,23 +110,29 @@ def sample(space: SearchSpace, hp: keras_tuner.HyperParameters) -> dict:
     return values
 
 
+def _weight_layers(values: dict):
+    """(kind, weights, units) of each conv and dense layer of `build_cnn(values)`, in order."""
+    k, side, channels = values["kernel_size"], INPUT_SHAPE[0], 1
+    for b in range(values["conv_blocks"]):
+        f = values[f"filters_{b}"]
+        for _ in range(values["convs_per_block"]):
+            yield "conv", k * k * channels * f, f
+            channels = f
+        side //= 2
+    features = channels if values["global_pooling"] else side * side * channels
+    for units in ([values["dense_units"]] if values["dense_units"] > 0 else []) + [NUM_CLASSES]:
+        yield "dense", features * units, units
+        features = units
+
+
 def count_params(values: dict) -> int:
     """Parameters of `build_cnn(values)`, computed without building it.
 
     Lets the tuner skip over-budget trials before paying for a graph.
     """
-    bn, k, side, channels, total = values["batch_norm"], values["kernel_size"], INPUT_SHAPE[0], 1, 0
-    for b in range(values["conv_blocks"]):
-        f = values[f"filters_{b}"]
-        for _ in range(values["convs_per_block"]):
-            total += k * k * channels * f + (4 * f if bn else f)
-            channels = f
-        side //= 2
-    features = channels if values["global_pooling"] else side * side * channels
-    if values["dense_units"] > 0:
-        total += features * values["dense_units"] + values["dense_units"]
-        features = values["dense_units"]
-    return total + features * NUM_CLASSES + NUM_CLASSES
+    bn = values["batch_norm"]
+    # A conv with batch norm has no bias but 4 values per channel (gamma, beta, moving mean and variance).
+    return sum(w + (4 * units if bn and kind == "conv" else units) for kind, w, units in _weight_layers(values))
 
 
 # The int8 .tflite file, modelled from 24 models of the default space converted with TF 2.21:
@@ -142,16 +148,8 @@ def estimate_int8_bytes(values: dict) -> int:
 
     Batch norm is folded into the convs by the converter, so it adds no bytes.
     """
-    k, side, channels, weights, outputs, convs = values["kernel_size"], INPUT_SHAPE[0], 1, 0, 0, 0
-    for b in range(values["conv_blocks"]):
-        f = values[f"filters_{b}"]
-        for _ in range(values["convs_per_block"]):
-            weights, outputs, convs, channels = weights + k * k * channels * f, outputs + f, convs + 1, f
-        side //= 2
-    features = channels if values["global_pooling"] else side * side * channels
-    for units in ([values["dense_units"]] if values["dense_units"] > 0 else []) + [NUM_CLASSES]:
-        weights, outputs, features = weights + features * units, outputs + units, units
-    return INT8_FIXED_BYTES + weights + INT8_BYTES_PER_CHANNEL * outputs + INT8_BYTES_PER_CONV * convs
+    return INT8_FIXED_BYTES + sum(w + INT8_BYTES_PER_CHANNEL * units + (INT8_BYTES_PER_CONV if kind == "conv" else 0)
+                                  for kind, w, units in _weight_layers(values))
 
 
 class CNNHyperModel(keras_tuner.HyperModel):
