@@ -57,3 +57,36 @@ def set_threads(threads: int | None) -> None:
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1 if threads == 1 else 2)
+
+
+def rss_mib() -> float | None:
+    """This process's resident memory in MiB (Linux; None elsewhere)."""
+    try:
+        with open("/proc/self/status") as f:
+            line = next(line for line in f if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return None
+    return round(int(line.split()[1]) / 1024, 1)
+
+
+@contextmanager
+def released_custom_gradients():
+    """Drop the gradient functions that `tf.custom_gradient` registered inside the block.
+
+    Keras 3's optimizer sums gradients through `tf.distribute`'s `all_reduce`,
+    which registers a custom gradient in TensorFlow's global gradient registry
+    every time a train step is traced, and never removes it. Each one keeps its
+    whole train-step graph alive: about 10 MiB per trained model, which
+    `clear_session` and `gc.collect` cannot free. Use around training whose
+    graphs are not traced again after the block.
+    """
+    from tensorflow.python.framework import ops
+
+    registry = ops._gradient_registry._registry
+    before = set(registry)
+    try:
+        yield
+    finally:
+        for name in set(registry) - before:
+            if name.startswith("CustomGradient-"):
+                del registry[name]

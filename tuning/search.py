@@ -25,7 +25,7 @@ import keras
 import keras_tuner
 from keras_tuner.engine import trial as trial_module
 
-from mnist_opt import runio
+from mnist_opt import runio, runtime
 from mnist_opt.errors import RunDirError, SearchFailed
 from tuning import data, pipeline, space as space_module, train
 from tuning.config import TuneConfig
@@ -96,8 +96,9 @@ class TrialRecorder:
             ]
             if self.cfg.tuner != "hyperband":  # Hyperband stops bad trials itself
                 callbacks.append(keras.callbacks.EarlyStopping("val_accuracy", patience=TRIAL_PATIENCE))
-            return super().run_trial(trial, train_ds, validation_data=val_ds, epochs=self.cfg.max_epochs,
-                                     callbacks=callbacks, shuffle=False, verbose=0)
+            with runtime.released_custom_gradients():  # else each trial's graphs stay in memory
+                return super().run_trial(trial, train_ds, validation_data=val_ds, epochs=self.cfg.max_epochs,
+                                         callbacks=callbacks, shuffle=False, verbose=0)
         except BaseException as exc:
             self.errors[trial.trial_id] = exc
             raise
@@ -139,6 +140,7 @@ class TrialRecorder:
             "est_int8_bytes": estimate_int8_bytes(values),
             "seconds": None if seconds is None else round(seconds, 2),
             "error": message,
+            "rss_mib": runtime.rss_mib(),  # resident memory of the process that ran the trial, at its end
         }
 
 
