@@ -73,6 +73,10 @@ def tune(
     max_params: Optional[int] = typer.Option(None, min=1, help="Skip models with more parameters, before training."),
     max_kb: Optional[float] = typer.Option(None, min=1, help="Skip models whose int8 .tflite file would be larger "
                                            "(estimated before training; KB = 1,024 bytes)."),
+    search_minutes: Optional[float] = typer.Option(None, min=0.1, help="Start no trial once the trials took this "
+                                                   "many minutes (resume with a larger value to go on)."),
+    final_minutes: Optional[float] = typer.Option(None, min=0.1, help="Retrain within this many minutes: pass over "
+                                                  "winners whose trial time predicts longer, stop in time."),
     seed: int = typer.Option(T.seed, help="Seed for the split, the search and every trial."),
     data: Optional[Path] = typer.Option(None, help=DATA_HELP),
     run_dir: Optional[Path] = typer.Option(None, help="Where every output goes (default: runs/<timestamp>)."),
@@ -94,10 +98,13 @@ def tune(
         typer.echo(f"Error: {' and '.join(roles) or '--worker-id'}: use one of --chief, --worker (with --worker-id) "
                    "or --workers", err=True)
         raise typer.Exit(2)
+    if roles and search_minutes is not None:
+        typer.echo(f"Error: --search-minutes works in one process, not with {roles[0]}; use --max-trials", err=True)
+        raise typer.Exit(2)
     cfg = T(space=space, tuner=tuner.value, max_trials=max_trials, max_epochs=max_epochs,
                      train_subset=train_subset, final_epochs=final_epochs, seed=seed, max_params=max_params, max_kb=max_kb,
                      data=str(data) if data else None, run_dir=str(run_dir or _default_run_dir()),
-                     overwrite=overwrite)
+                     overwrite=overwrite, search_minutes=search_minutes, final_minutes=final_minutes)
 
     def go():
         from mnist_opt.runtime import set_threads

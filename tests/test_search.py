@@ -191,3 +191,36 @@ def test_max_kb_from_the_command_line(tmp_path):
     result = CliRunner().invoke(app, ["tune", "--max-kb", "1", "--max-trials", "2", "--tuner", "random",
                                       "--train-subset", "500", "--run-dir", str(tmp_path / "run")])
     assert result.exit_code == 1 and "> --max-kb 1" in result.output and "2 skipped" in result.output
+
+
+def test_search_minutes_starts_no_trial_after_the_budget(seed, tmp_path):
+    from tuning import data, space
+
+    cfg = _cfg(tmp_path, max_trials=4, search_minutes=0.001)  # 0.06 s: spent by the first trial
+    split, lines = data.load_split(cfg.seed), []
+    records = search.search(cfg, space.load(cfg.space), split, search.prepare_run_dir(cfg, {}), lines.append)
+    assert [r["status"] for r in records] == ["completed"] and records[0]["epochs_run"] == 1
+    assert any("search stopped: the trials took" in line and "--search-minutes budget is 0.001" in line
+               for line in lines)
+    # Resumed, with the budget spent: no trial is trained.
+    again = search.search(cfg, space.load(cfg.space), split, search.prepare_run_dir(cfg, {}), lines.append)
+    assert again == records
+
+
+def test_winner_is_the_best_model_that_can_be_retrained_in_time():
+    def record(id_, acc, seconds, epochs_run=2):
+        return {"id": id_, "val_accuracy": acc, "params": 1000, "seconds": seconds, "epochs_run": epochs_run}
+
+    # train_subset 500 of 54,000 images: a trial second per epoch is 108 s per retrain epoch.
+    slow, fast, faster = record("0", 0.99, 20.0), record("1", 0.98, 4.0), record("2", 0.97, 2.0)
+    cfg = lambda **kw: TuneConfig(train_subset=500, final_epochs=3, **kw)  # noqa: E731
+    assert search.retrain_minutes(slow, cfg(), 54000) == pytest.approx(20.0 / 2 * 108 * 3 / 60)  # 54
+    assert search.retrain_minutes(fast, cfg(), 54000) == pytest.approx(10.8)
+    assert search.winner([fast, slow, faster], cfg(), 54000) is slow  # no budget: the best
+    lines = []
+    assert search.winner([fast, slow, faster], cfg(final_minutes=15), 54000, lines.append) is fast
+    assert lines and "trial 0 would take ~54 min" in lines[0] and "taking trial 1" in lines[0]
+    assert search.winner([fast, slow, faster], cfg(final_minutes=60), 54000) is slow
+    # Nothing fits, or no timing to go on: the best, left to the retrain's own time limit.
+    assert search.winner([fast, slow], cfg(final_minutes=1), 54000) is slow
+    assert search.winner([record("0", 0.99, 20.0, None), fast], cfg(final_minutes=15), 54000)["id"] == "0"

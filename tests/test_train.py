@@ -24,3 +24,23 @@ def test_baseline_refuses_a_file_as_run_dir(seed, tmp_path):
     (tmp_path / "f").write_text("")
     with pytest.raises(RunDirError):
         train.train_baseline(tmp_path / "f", epochs=1, seed=seed)
+
+
+def test_time_budget_stops_before_an_epoch_that_would_overrun(seed, monkeypatch):
+    import numpy as np
+
+    now = [0.0]  # a clock on which every epoch takes exactly 1 s
+    monkeypatch.setattr(train.time, "perf_counter", lambda: now[0])
+
+    class OneSecondEpochs(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            now[0] += 1.0
+
+    lines = []
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("adam", "categorical_crossentropy")
+    history = model.fit(np.zeros((8, 4), "float32"), np.eye(2, dtype="float32")[[0, 1] * 4], epochs=10, verbose=0,
+                        callbacks=[OneSecondEpochs(), train.TimeBudget(3.5 / 60, lines.append)])
+    # After 3 epochs (3 s) a fourth would end at 4 s, past 3.5 s.
+    assert len(history.history["loss"]) == 3
+    assert len(lines) == 1 and lines[0].startswith("  stopping: another epoch would pass the 0.0583")

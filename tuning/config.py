@@ -19,6 +19,8 @@ class TuneConfig:
     data: str | None = None  # mnist.npz path; None: $MNIST_NPZ, then the bundled copy
     run_dir: str = ""  # filled in by the CLI: runs/<timestamp> unless given
     overwrite: bool = False  # start afresh instead of resuming the run directory
+    search_minutes: float | None = None  # no trial starts once the trials took this long; None: no limit
+    final_minutes: float | None = None  # retrain budget: winners predicted slower are passed over; training stops in time
 
     def trials_limit(self) -> int | None:
         if self.max_trials is not None:
@@ -31,6 +33,6 @@ class TuneConfig:
     def search_settings(self) -> dict:
         """The settings that decide a search's results; resuming with others is refused."""
         d = self.to_dict()
-        for key in ("run_dir", "overwrite", "final_epochs"):
+        for key in ("run_dir", "overwrite", "final_epochs", "final_minutes", "search_minutes"):
             d.pop(key)
         return d

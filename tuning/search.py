@@ -69,6 +69,7 @@ class TrialRecorder:
         self.trials_path = trials_path or run_dir / "trials.json"  # a distributed worker keeps its own
         self.records = {r["id"]: r for r in runio.read_json(self.trials_path)} if self.trials_path.exists() else {}
         self.errors: dict[str, BaseException] = {}
+        self.epochs_run: dict[str, int] = {}
         self.started: dict[str, float] = {}
 
     def values(self, trial) -> dict:
@@ -97,8 +98,10 @@ class TrialRecorder:
             if self.cfg.tuner != "hyperband":  # Hyperband stops bad trials itself
                 callbacks.append(keras.callbacks.EarlyStopping("val_accuracy", patience=TRIAL_PATIENCE))
             with runtime.released_custom_gradients():  # else each trial's graphs stay in memory
-                return super().run_trial(trial, train_ds, validation_data=val_ds, epochs=self.cfg.max_epochs,
-                                         callbacks=callbacks, shuffle=False, verbose=0)
+                histories = super().run_trial(trial, train_ds, validation_data=val_ds, epochs=self.cfg.max_epochs,
+                                              callbacks=callbacks, shuffle=False, verbose=0)
+            self.epochs_run[trial.trial_id] = len(histories[-1].history["loss"])
+            return histories
         except BaseException as exc:
             self.errors[trial.trial_id] = exc
             raise
@@ -117,6 +120,15 @@ class TrialRecorder:
         recent = [r["status"] for r in self.records.values() if r["status"] != "skipped"]
         if len(recent) >= MAX_CONSECUTIVE_FAILURES and set(recent[-MAX_CONSECUTIVE_FAILURES:]) == {"failed"}:
             raise _StopSearch(f"{MAX_CONSECUTIVE_FAILURES} trials in a row failed")
+        if self.out_of_time():
+            raise _StopSearch(self.out_of_time())
+
+    def out_of_time(self) -> str | None:
+        """Why no further trial may start under --search-minutes, or None."""
+        spent = sum(r["seconds"] or 0 for r in self.records.values()) / 60
+        if self.cfg.search_minutes is not None and spent >= self.cfg.search_minutes:
+            return f"the trials took {spent:.1f} min, the --search-minutes budget is {self.cfg.search_minutes:g}"
+        return None
 
     def record(self, trial, seconds: float) -> dict:
         values = self.values(trial)
@@ -138,6 +150,7 @@ class TrialRecorder:
             "val_accuracy": float(trial.score) if status == "completed" else None,
             "params": count_params(values),
             "est_int8_bytes": estimate_int8_bytes(values),
+            "epochs_run": self.epochs_run.pop(trial.trial_id, None),  # in this trial (Hyperband resumes some)
             "seconds": None if seconds is None else round(seconds, 2),
             "error": message,
             "rss_mib": runtime.rss_mib(),  # resident memory of the process that ran the trial, at its end
@@ -240,6 +253,8 @@ def search(cfg: TuneConfig, space, split: data.Split, run_dir: Path, log: Log = 
     if tuner.records:
         log(f"resuming: {len(tuner.records)} trials already done are kept")
     try:
+        if tuner.out_of_time():
+            raise _StopSearch(tuner.out_of_time())
         tuner.search(verbose=0)
     except _StopSearch as stop:
         log(f"search stopped: {stop}")
@@ -276,13 +291,16 @@ def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, records: li
         first = next((r["error"] for r in records if r["error"]), "no trial ran")
         raise SearchFailed(f"no trial completed ({counts['failed']} failed, {counts['skipped']} skipped); "
                            f"first error: {first}")
-    best = max(completed, key=lambda r: (r["val_accuracy"], -r["params"]))
+    top = max(completed, key=lambda r: (r["val_accuracy"], -r["params"]))
     log(f"search done: {counts['completed']} completed, {counts['failed']} failed, {counts['skipped']} skipped; "
-        f"best trial {best['id']} val_accuracy {best['val_accuracy']:.4f}")
+        f"best trial {top['id']} val_accuracy {top['val_accuracy']:.4f}")
+    best = winner(completed, cfg, len(split.y_train), log)  # top, unless it cannot be retrained in time
 
     # Retrain the winner on the whole train split, early-stopped on validation.
-    log(f"retraining trial {best['id']} on {len(split.y_train):,} images for up to {cfg.final_epochs} epochs")
-    model, history = train.train(best["hyperparameters"], split, cfg.final_epochs, cfg.batch_size, cfg.seed, log)
+    log(f"retraining trial {best['id']} on {len(split.y_train):,} images for up to {cfg.final_epochs} epochs"
+        + (f" or {cfg.final_minutes:g} min" if cfg.final_minutes is not None else ""))
+    model, history = train.train(best["hyperparameters"], split, cfg.final_epochs, cfg.batch_size, cfg.seed, log,
+                                 cfg.final_minutes)
     doc = {
         "trial_id": best["id"],
         "hyperparameters": best["hyperparameters"],
@@ -300,6 +318,30 @@ def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, records: li
     runio.write_json(run_dir / "best_hparams.json", doc)
     log(f"best model: {run_dir / 'best.keras'}  val_accuracy {doc['val_accuracy']:.4f}  params {doc['params']:,}")
     return TuneResult(run_dir, doc, counts)
+
+
+def winner(completed: list[dict], cfg: TuneConfig, n_train: int, log: Log = lambda line: None) -> dict:
+    """The best completed trial (validation accuracy, then fewer parameters) that fits --final-minutes."""
+    ranked = sorted(completed, key=lambda r: (r["val_accuracy"], -r["params"]), reverse=True)
+    if cfg.final_minutes is None:
+        return ranked[0]
+    minutes = {r["id"]: retrain_minutes(r, cfg, n_train) for r in ranked}
+    fits = [r for r in ranked if minutes[r["id"]] is not None and minutes[r["id"]] <= cfg.final_minutes]
+    if not fits or fits[0] is ranked[0] or minutes[ranked[0]["id"]] is None:
+        return ranked[0]  # fits, or nothing to go on: the retrain's own time limit still holds
+    first, chosen = ranked[0], fits[0]
+    log(f"trial {first['id']} would take ~{minutes[first['id']]:.0f} min to retrain, over --final-minutes "
+        f"{cfg.final_minutes:g}; taking trial {chosen['id']} (val_accuracy {chosen['val_accuracy']:.4f}, "
+        f"~{minutes[chosen['id']]:.1f} min)")
+    return chosen
+
+
+def retrain_minutes(record: dict, cfg: TuneConfig, n_train: int) -> float | None:
+    """A trial's model retrained for `cfg.final_epochs` on `n_train` images: minutes, from its own trial time."""
+    if not record.get("epochs_run") or not record.get("seconds"):
+        return None  # a record from before epochs_run was kept, or from a remote worker
+    per_image = record["seconds"] / record["epochs_run"] / min(cfg.train_subset or n_train, n_train)
+    return per_image * n_train * cfg.final_epochs / 60
 
 
 def _sha256(text: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,9 +41,26 @@ class EpochLog(keras.callbacks.Callback):
                  f"val_accuracy {logs.get('val_accuracy', float('nan')):.4f}")
 
 
+class TimeBudget(keras.callbacks.Callback):
+    """Stop after the epoch at which another one would end past `minutes`."""
+
+    def __init__(self, minutes: float, log: Callable[[str], None]):
+        super().__init__()
+        self.seconds, self.log = minutes * 60, log
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        spent = time.perf_counter() - self.start
+        if spent + spent / (epoch + 1) > self.seconds:
+            self.log(f"  stopping: another epoch would pass the {self.seconds / 60:g}-minute budget")
+            self.model.stop_training = True
+
+
 def train(values: dict, split: Split, epochs: int, batch_size: int, seed: int,
-          log: Callable[[str], None] = lambda line: None) -> tuple[keras.Model, dict]:
-    """Train `build_cnn(values)` on the whole train split, early-stopped on validation.
+          log: Callable[[str], None] = lambda line: None, minutes: float | None = None) -> tuple[keras.Model, dict]:
+    """Train `build_cnn(values)` on the whole train split, early-stopped on validation (and in `minutes`).
 
     Returns the model with its best weights restored, and the history.
     """
@@ -58,6 +76,8 @@ def train(values: dict, split: Split, epochs: int, batch_size: int, seed: int,
         keras.callbacks.EarlyStopping("val_accuracy", patience=PATIENCE, restore_best_weights=True),
         EpochLog(log, epochs),
     ]
+    if minutes is not None:
+        callbacks.append(TimeBudget(minutes, log))
     history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, shuffle=False, verbose=0)  # the dataset shuffles
     return model, history.history
 
