@@ -128,6 +128,7 @@ def test_a_killed_worker_does_not_hang_the_search(tmp_path):
     (["--worker", "127.0.0.1:1"], "--worker-id"),
     (["--chief", "127.0.0.1:1", "--workers", "2"], "use one of"),
     (["--worker", "127.0.0.1:99999", "--worker-id", "w"], "expected HOST:PORT"),
+    (["--workers", "2", "--search-minutes", "5"], "--search-minutes works in one process"),
 ])
 def test_bad_distributed_options_exit_2(tmp_path, args, words):
     result = CliRunner().invoke(app, ["tune", "--run-dir", str(tmp_path / "run"), *args])
