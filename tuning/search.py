@@ -5,7 +5,7 @@ run directory:
 
     tuner/              Keras Tuner state (what a resumed search reloads)
     tensorboard/        one log directory per trial, with HParams
-    trials.json         every trial: status, hyperparameters, val_accuracy, params, seconds, error
+    trials.json         every trial: status, hyperparameters, val_accuracy, params, seconds, error, ...
     best_hparams.json   the winner's hyperparameters
     best.keras          the winner, retrained on the whole train split
     config.json         resolved settings, package versions, seed, data hash
@@ -120,8 +120,8 @@ class TrialRecorder:
         recent = [r["status"] for r in self.records.values() if r["status"] != "skipped"]
         if len(recent) >= MAX_CONSECUTIVE_FAILURES and set(recent[-MAX_CONSECUTIVE_FAILURES:]) == {"failed"}:
             raise _StopSearch(f"{MAX_CONSECUTIVE_FAILURES} trials in a row failed")
-        if self.out_of_time():
-            raise _StopSearch(self.out_of_time())
+        if reason := self.out_of_time():
+            raise _StopSearch(reason)
 
     def out_of_time(self) -> str | None:
         """Why no further trial may start under --search-minutes, or None."""
@@ -253,8 +253,8 @@ def search(cfg: TuneConfig, space, split: data.Split, run_dir: Path, log: Log = 
     if tuner.records:
         log(f"resuming: {len(tuner.records)} trials already done are kept")
     try:
-        if tuner.out_of_time():
-            raise _StopSearch(tuner.out_of_time())
+        if reason := tuner.out_of_time():  # a resumed search whose budget is spent
+            raise _StopSearch(reason)
         tuner.search(verbose=0)
     except _StopSearch as stop:
         log(f"search stopped: {stop}")
