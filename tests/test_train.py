@@ -44,3 +44,9 @@ def test_time_budget_stops_before_an_epoch_that_would_overrun(seed, monkeypatch)
     # After 3 epochs (3 s) a fourth would end at 4 s, past 3.5 s.
     assert len(history.history["loss"]) == 3
     assert len(lines) == 1 and lines[0].startswith("  stopping: another epoch would pass the 0.0583")
+
+    # The same budget over 3 epochs: nothing to stop, and nothing said after the last one.
+    lines.clear()
+    history = model.fit(np.zeros((8, 4), "float32"), np.eye(2, dtype="float32")[[0, 1] * 4], epochs=3, verbose=0,
+                        callbacks=[OneSecondEpochs(), train.TimeBudget(3.5 / 60, lines.append)])
+    assert len(history.history["loss"]) == 3 and lines == []

@@ -42,7 +42,7 @@ class EpochLog(keras.callbacks.Callback):
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Stop after the epoch at which another one would end past `minutes`."""
+    """Stop after the epoch at which another one would end past `minutes` (epochs take about the same time)."""
 
     def __init__(self, minutes: float, log: Callable[[str], None]):
         super().__init__()
@@ -53,7 +53,7 @@ class TimeBudget(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         spent = time.perf_counter() - self.start
-        if spent + spent / (epoch + 1) > self.seconds:
+        if epoch + 1 < self.params["epochs"] and spent + spent / (epoch + 1) > self.seconds:
             self.log(f"  stopping: another epoch would pass the {self.seconds / 60:g}-minute budget")
             self.model.stop_training = True
 
