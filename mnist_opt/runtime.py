@@ -69,6 +69,13 @@ def rss_mib() -> float | None:
     return round(int(line.split()[1]) / 1024, 1)
 
 
+def custom_gradients() -> set[str]:
+    """Names of the gradient functions that `tf.custom_gradient` has registered in this process."""
+    from tensorflow.python.framework import ops
+
+    return {name for name in ops._gradient_registry._registry if name.startswith("CustomGradient-")}
+
+
 @contextmanager
 def released_custom_gradients():
     """Drop the gradient functions that `tf.custom_gradient` registered inside the block.
@@ -82,11 +89,9 @@ def released_custom_gradients():
     """
     from tensorflow.python.framework import ops
 
-    registry = ops._gradient_registry._registry
-    before = set(registry)
+    before = custom_gradients()
     try:
         yield
     finally:
-        for name in set(registry) - before:
-            if name.startswith("CustomGradient-"):
-                del registry[name]
+        for name in custom_gradients() - before:
+            del ops._gradient_registry._registry[name]

@@ -3,12 +3,6 @@ import numpy as np
 from mnist_opt import runtime
 
 
-def _custom_gradients() -> set:
-    from tensorflow.python.framework import ops
-
-    return {name for name in ops._gradient_registry._registry if name.startswith("CustomGradient-")}
-
-
 def _fit_once():
     import keras
 
@@ -19,16 +13,16 @@ def _fit_once():
 
 def test_training_registers_custom_gradients_that_the_block_releases(seed):
     """The leak is real (Keras' optimizer registers a gradient per traced step) and the block undoes it."""
-    before = _custom_gradients()
+    before = runtime.custom_gradients()
     _fit_once()
-    leaked = _custom_gradients() - before
+    leaked = runtime.custom_gradients() - before
     assert leaked  # if Keras stops doing this, the workaround can go
 
-    before = _custom_gradients()
+    before = runtime.custom_gradients()
     with runtime.released_custom_gradients():
         _fit_once()
-        assert _custom_gradients() - before  # registered while training...
-    assert _custom_gradients() == before  # ...and gone after
+        assert runtime.custom_gradients() - before  # registered while training...
+    assert runtime.custom_gradients() == before  # ...and gone after
 
 
 def test_rss_is_this_process_resident_memory():

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from mnist_opt import runtime
 from mnist_opt.errors import RunDirError, SearchFailed, SearchSpaceError
 from tuning import search
 from tuning.config import TuneConfig
@@ -102,20 +103,14 @@ def test_nan_loss_fails_the_trial_early(seed, tmp_path, monkeypatch):
     assert all(t["epochs"] == 3 and t["val_accuracy"] is None for t in trials)
 
 
-def _custom_gradients() -> int:
-    from tensorflow.python.framework import ops
-
-    return sum(name.startswith("CustomGradient-") for name in ops._gradient_registry._registry)
-
-
 def _search_records(tmp_path, name, seed_value):
     from tuning import data, space as space_module
 
     cfg = _cfg(tmp_path, seed=seed_value, max_trials=3, run_dir=str(tmp_path / name))
     split = data.load_split(cfg.seed)
-    registered = _custom_gradients()
+    registered = runtime.custom_gradients()
     records = search.search(cfg, space_module.load(cfg.space), split, search.prepare_run_dir(cfg, {}))
-    assert _custom_gradients() == registered  # trials leave no graphs behind (see runtime.released_custom_gradients)
+    assert runtime.custom_gradients() == registered  # trials leave no graphs behind (see runtime.released_custom_gradients)
     assert all(r["rss_mib"] > 0 for r in records)
     return [(r["id"], r["status"], r["hyperparameters"], r["val_accuracy"]) for r in records]
 

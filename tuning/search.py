@@ -291,7 +291,7 @@ def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, records: li
         first = next((r["error"] for r in records if r["error"]), "no trial ran")
         raise SearchFailed(f"no trial completed ({counts['failed']} failed, {counts['skipped']} skipped); "
                            f"first error: {first}")
-    top = max(completed, key=lambda r: (r["val_accuracy"], -r["params"]))
+    top = max(completed, key=merit)
     log(f"search done: {counts['completed']} completed, {counts['failed']} failed, {counts['skipped']} skipped; "
         f"best trial {top['id']} val_accuracy {top['val_accuracy']:.4f}")
     best = winner(completed, cfg, len(split.y_train), log)  # top, unless it cannot be retrained in time
@@ -320,9 +320,14 @@ def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, records: li
     return TuneResult(run_dir, doc, counts)
 
 
+def merit(record: dict) -> tuple:
+    """How trials rank: validation accuracy, then fewer parameters."""
+    return record["val_accuracy"], -record["params"]
+
+
 def winner(completed: list[dict], cfg: TuneConfig, n_train: int, log: Log = lambda line: None) -> dict:
     """The best completed trial (validation accuracy, then fewer parameters) that fits --final-minutes."""
-    ranked = sorted(completed, key=lambda r: (r["val_accuracy"], -r["params"]), reverse=True)
+    ranked = sorted(completed, key=merit, reverse=True)
     if cfg.final_minutes is None:
         return ranked[0]
     minutes = {r["id"]: retrain_minutes(r, cfg, n_train) for r in ranked}
