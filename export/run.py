@@ -14,10 +14,11 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tf_keras
 
 from export import bridge, prune as prune_module, quantize as quantize_module, tflite
 from export.config import VARIANTS, ExportConfig
-from mnist_opt import runio
+from mnist_opt import runio, runtime
 from mnist_opt.errors import InputError, RunDirError
 from tuning import data, pipeline
 from tuning.search import package_versions
@@ -95,13 +96,15 @@ def export(cfg: ExportConfig, log: Log = lambda line: None) -> dict:
         val_ds = pipeline.dataset(split.x_val, split.y_val, 1000)
         log(f"prune: to {cfg.sparsity:.0%} sparsity over {cfg.prune_epochs} epochs of fine-tuning")
         pruned = prune_module.strip(prune_module.prune(
-            legacy, values, train_ds, val_ds, cfg.sparsity, cfg.prune_epochs, cfg.min_prune_weights))
+            legacy, values, train_ds, val_ds, cfg.sparsity, cfg.prune_epochs, cfg.min_prune_weights,
+            callbacks=[runtime.stop_on_interrupt(tf_keras)]))
         sources["pruned"] = pruned
         sparsities["pruned"] = prune_module.sparsity(pruned, cfg.min_prune_weights)
         log(f"prune: measured sparsity {sparsities['pruned']:.3f} of the pruned kernels")
         if "pruned_qat" in needed:
             log(f"quantization-aware training: {cfg.qat_epochs} epochs, pruning preserved")
-            qat = quantize_module.quantize(pruned, values, train_ds, val_ds, cfg.qat_epochs)
+            qat = quantize_module.quantize(pruned, values, train_ds, val_ds, cfg.qat_epochs,
+                                           callbacks=[runtime.stop_on_interrupt(tf_keras)])
             sources["pruned_qat"] = qat
             sparsities["pruned_qat"] = prune_module.sparsity(qat, cfg.min_prune_weights)
             log(f"quantization-aware training: sparsity after {sparsities['pruned_qat']:.3f}")

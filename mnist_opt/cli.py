@@ -41,11 +41,14 @@ def _echo(line: str) -> None:
 
 def _call(fn, *args, **kwargs):
     """Run library code; turn the project's errors into a message and an exit code."""
-    from mnist_opt.runtime import quiet_tensorflow
+    from mnist_opt import runtime
 
     try:
-        quiet_tensorflow()
-        return fn(*args, **kwargs)
+        with runtime.interruptible():
+            runtime.quiet_tensorflow()
+            result = fn(*args, **kwargs)
+            runtime.raise_if_interrupted()  # a Ctrl-C that Python lost on the way
+            return result
     except MnistOptError as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None

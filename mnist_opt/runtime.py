@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
+import threading
 import warnings
 from contextlib import contextmanager
 
@@ -95,3 +97,67 @@ def released_custom_gradients():
     finally:
         for name in custom_gradients() - before:
             del ops._gradient_registry._registry[name]
+
+
+_interrupted = False
+
+
+def interrupted() -> bool:
+    """Whether Ctrl-C was pressed inside `interruptible()`, even if its KeyboardInterrupt got lost."""
+    return _interrupted
+
+
+def raise_if_interrupted() -> None:
+    if _interrupted:
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def interruptible():
+    """Make one Ctrl-C stop the block for sure.
+
+    Python raises KeyboardInterrupt wherever the main thread happens to be,
+    and when that is a callback run by the garbage collector (a weakref's, as
+    TensorFlow uses) Python prints "Exception ignored" and carries on. So the
+    handler also sets a flag, which the training loops check at each batch
+    (`stop_on_interrupt`), and the lost exception's message is dropped. A
+    process started with Ctrl-C ignored (nohup, a background job) stays so.
+    """
+    global _interrupted
+
+    def handler(signum, frame):
+        global _interrupted
+        _interrupted = True
+        raise KeyboardInterrupt
+
+    previous = signal.getsignal(signal.SIGINT)
+    if previous in (signal.SIG_IGN, None) or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def unraisable(info):  # the lost KeyboardInterrupt: the flag carries it, no traceback for it
+        if not issubclass(info.exc_type, KeyboardInterrupt):
+            previous_hook(info)
+
+    previous_hook = sys.unraisablehook
+    signal.signal(signal.SIGINT, handler)
+    sys.unraisablehook = unraisable
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = previous_hook
+        _interrupted = False
+
+
+def stop_on_interrupt(k):
+    """A callback for Keras module `k` (keras or tf_keras): raise KeyboardInterrupt at the next batch after Ctrl-C."""
+
+    class StopOnInterrupt(k.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            raise_if_interrupted()
+
+        def on_test_batch_end(self, batch, logs=None):
+            raise_if_interrupted()
+
+    return StopOnInterrupt()

@@ -1,14 +1,19 @@
+import signal
+import weakref
+
 import numpy as np
+import pytest
 
 from mnist_opt import runtime
 
 
-def _fit_once():
+def _fit_once(callbacks=()):
     import keras
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
     model.compile("adam", "categorical_crossentropy")
-    model.fit(np.zeros((8, 4), "float32"), np.eye(2, dtype="float32")[[0, 1] * 4], epochs=1, verbose=0)
+    model.fit(np.zeros((8, 4), "float32"), np.eye(2, dtype="float32")[[0, 1] * 4], epochs=1, verbose=0,
+              callbacks=list(callbacks))
 
 
 def test_training_registers_custom_gradients_that_the_block_releases(seed):
@@ -31,3 +36,37 @@ def test_rss_is_this_process_resident_memory():
     kib = int(next(line for line in Path("/proc/self/status").read_text().splitlines()
                    if line.startswith("VmRSS:")).split()[1])
     assert abs(runtime.rss_mib() - kib / 1024) < 64
+
+
+@pytest.fixture
+def ctrl_c_handled():
+    """Ctrl-C as in a terminal: a test run in a shell's background job starts with SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_ctrl_c_lost_in_a_garbage_collector_callback_still_stops_training(ctrl_c_handled, capsys):
+    import keras
+
+    class Node:
+        pass
+
+    with runtime.interruptible():
+        node = Node()
+        ref = weakref.ref(node, lambda _: signal.raise_signal(signal.SIGINT))  # Python ignores what this raises
+        del node
+        assert ref() is None and runtime.interrupted()  # lost on the way, but remembered
+        with pytest.raises(KeyboardInterrupt):
+            _fit_once([runtime.stop_on_interrupt(keras)])
+    assert "KeyboardInterrupt" not in capsys.readouterr().err  # no "Exception ignored" traceback
+    assert not runtime.interrupted() and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_process_that_ignores_ctrl_c_keeps_ignoring_it():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with runtime.interruptible():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -158,6 +158,33 @@ def test_killed_search_resumes_without_retraining_finished_trials(seed, tmp_path
     assert (run_dir / "best.keras").exists()
 
 
+def test_ctrl_c_exits_130_keeps_finished_trials_and_prints_the_resume_command(seed, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_dir = tmp_path / "run"
+    # `mnist-opt tune ...`, with Ctrl-C handled as in a terminal: a shell's background job (as CI may
+    # run the tests) starts with SIGINT ignored, and Python would keep it ignored.
+    command = [sys.executable, "-c", "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+               "from mnist_opt.cli import main; main()",
+               "tune", "--tuner", "random", "--max-trials", "3", "--max-epochs", "1", "--train-subset", "1000",
+               "--seed", str(seed), "--run-dir", str(run_dir)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    trials_path, deadline = run_dir / "trials.json", time.time() + 300
+    while time.time() < deadline and not (trials_path.exists() and json.loads(trials_path.read_text())):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    assert "interrupted; finished work is kept. Resume with:" in err
+    assert f"--run-dir {run_dir}" in err.splitlines()[-1] and "Traceback" not in err
+    assert json.loads(trials_path.read_text()) and not (run_dir / "best.keras").exists()
+    assert not [p.name for p in run_dir.rglob("*") if ".tmp" in p.name]  # no half-written file
+
+
 def test_max_kb_skips_models_over_the_budget_before_training(seed, tmp_path):
     """Every completed trial's estimated int8 file fits the budget; every skipped one does not."""
     from tuning import data, space

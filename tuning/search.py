@@ -93,6 +93,7 @@ class TrialRecorder:
             val_ds = pipeline.dataset(self.split.x_val, self.split.y_val, 1000)
             callbacks = [
                 train.StopOnNaN(),
+                runtime.stop_on_interrupt(keras),
                 keras.callbacks.TensorBoard(str(self.run_dir / "tensorboard"), write_graph=False, profile_batch=0),
             ]
             if self.cfg.tuner != "hyperband":  # Hyperband stops bad trials itself
@@ -107,6 +108,7 @@ class TrialRecorder:
             raise
 
     def on_trial_begin(self, trial):
+        runtime.raise_if_interrupted()
         super().on_trial_begin(trial)
         self.started[trial.trial_id] = time.perf_counter()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import keras
 
-from mnist_opt import runio
+from mnist_opt import runio, runtime
 from mnist_opt.errors import RunDirError
 from tuning import data, pipeline
 from tuning.data import Split
@@ -72,6 +72,7 @@ def train(values: dict, split: Split, epochs: int, batch_size: int, seed: int,
     val_ds = pipeline.dataset(split.x_val, split.y_val, 1000)
     callbacks = [
         StopOnNaN(),
+        runtime.stop_on_interrupt(keras),
         keras.callbacks.ReduceLROnPlateau("val_accuracy", factor=0.5, patience=2, min_lr=1e-5),
         keras.callbacks.EarlyStopping("val_accuracy", patience=PATIENCE, restore_best_weights=True),
         EpochLog(log, epochs),
