@@ -337,7 +337,7 @@ def winner(completed: list[dict], cfg: TuneConfig, n_train: int, log: Log = lamb
     if not fits or fits[0] is ranked[0] or minutes[ranked[0]["id"]] is None:
         return ranked[0]  # fits, or nothing to go on: the retrain's own time limit still holds
     first, chosen = ranked[0], fits[0]
-    log(f"trial {first['id']} would take ~{minutes[first['id']]:.0f} min to retrain, over --final-minutes "
+    log(f"trial {first['id']} would take ~{minutes[first['id']]:.1f} min to retrain, over --final-minutes "
         f"{cfg.final_minutes:g}; taking trial {chosen['id']} (val_accuracy {chosen['val_accuracy']:.4f}, "
         f"~{minutes[chosen['id']]:.1f} min)")
     return chosen
