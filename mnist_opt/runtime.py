@@ -1,4 +1,4 @@
-"""Keeping TensorFlow's C++ chatter off the terminal: a person should see the tool's lines."""
+"""Process-wide concerns: TensorFlow's start-up chatter, threads, memory, and Ctrl-C."""
 
 from __future__ import annotations
 
