@@ -183,14 +183,18 @@ def search_efficiency(minutes: float, work: Path) -> dict:
 
     # The target: the best accuracy both reached; then how long each took to get there.
     target = min(max(a for _, a in project), max(a for _, a in random)) if project and random else None
-
-    def time_to(points):
-        return next((s for s, a in points if target is not None and a >= target), None)
-
     return {"budget_minutes": minutes, "project_curve": project, "random_curve": random,
-            "target_val_accuracy": target, "project_seconds_to_target": time_to(project),
-            "random_seconds_to_target": time_to(random),
+            "target_val_accuracy": target, "project_seconds_to_target": time_to(project, target),
+            "random_seconds_to_target": time_to(random, target),
             "best_at_half_budget": {"project": best_by(project, budget / 2), "random": best_by(random, budget / 2)}}
+
+
+LEVELS = (0.95, 0.97, 0.98)  # validation accuracies the search summary also times, besides the target
+
+
+def time_to(points: list, level: float | None) -> float | None:
+    """Seconds until a curve of (seconds, val_accuracy) first reaches `level`; None if it never does."""
+    return next((s for s, a in points if level is not None and a >= level), None)
 
 
 def distributed(work: Path, trials: int = 8) -> dict:
@@ -285,6 +289,8 @@ def summary(r: dict) -> str:
         s = r["search"]
         lines += [f"- Search, {s['budget_minutes']} min each: target val_accuracy {s['target_val_accuracy']}: "
                   f"project {s['project_seconds_to_target']} s, RandomSearch {s['random_seconds_to_target']} s"]
+        lines += [f"  - to val_accuracy {level}: project {time_to(s['project_curve'], level)} s, "
+                  f"RandomSearch {time_to(s['random_curve'], level)} s" for level in LEVELS]
     if "distributed" in r:
         d = r["distributed"]
         lines += [f"- Distributed, {d['trials']}-trial random search: " + ", ".join(

@@ -241,8 +241,12 @@ def test_winner_is_the_best_model_that_can_be_retrained_in_time():
     assert search.winner([fast, slow, faster], cfg(), 54000) is slow  # no budget: the best
     lines = []
     assert search.winner([fast, slow, faster], cfg(final_minutes=15), 54000, lines.append) is fast
-    assert lines and "trial 0 would take ~54.0 min" in lines[0] and "taking trial 1" in lines[0]
+    assert lines and "trial 0 would take ~54.0 min to retrain, 0.8 of 3 epochs" in lines[0]
+    assert "taking trial 1" in lines[0]
     assert search.winner([fast, slow, faster], cfg(final_minutes=60), 54000) is slow
+    # Half the epochs fit: the best is kept, and the retrain stops in time by itself.
+    assert search.winner([fast, slow, faster], cfg(final_minutes=27), 54000) is slow
+    assert search.winner([fast, slow, faster], cfg(final_minutes=26.9), 54000) is fast
     # Nothing fits, or no timing to go on: the best, left to the retrain's own time limit.
     assert search.winner([fast, slow], cfg(final_minutes=1), 54000) is slow
     assert search.winner([record("0", 0.99, 20.0, None), fast], cfg(final_minutes=15), 54000)["id"] == "0"

@@ -63,7 +63,7 @@ def test_unknown_space_name_lists_builtins(seed):
 def test_corners(seed):
     s = space.load("default")
     low, high = s.corner("low"), s.corner("high")
-    assert low["conv_blocks"] == 1 and high["conv_blocks"] == 3
+    assert low["conv_blocks"] == 2 and high["conv_blocks"] == 3
     assert low["filters"] == 8 and high["filters"] == 32
 
 
