@@ -79,7 +79,7 @@ def tune(
     search_minutes: Optional[float] = typer.Option(None, min=0.1, help="Start no trial once the trials took this "
                                                    "many minutes (resume with a larger value to go on)."),
     final_minutes: Optional[float] = typer.Option(None, min=0.1, help="Retrain within this many minutes: pass over "
-                                                  "winners whose trial time predicts longer, stop in time."),
+                                                  "winners that could not do half the epochs in it, stop in time."),
     seed: int = typer.Option(T.seed, help="Seed for the split, the search and every trial."),
     data: Optional[Path] = typer.Option(None, help=DATA_HELP),
     run_dir: Optional[Path] = typer.Option(None, help="Where every output goes (default: runs/<timestamp>)."),
