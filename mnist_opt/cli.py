@@ -71,7 +71,7 @@ def tune(
     tuner: TunerName = typer.Option(TunerName(T.tuner), help="Search algorithm."),
     max_trials: Optional[int] = typer.Option(None, min=1, help="Trials at most (default: 20; Hyperband: its schedule)."),
     max_epochs: int = typer.Option(T.max_epochs, min=1, help="Epochs per trial at most."),
-    train_subset: int = typer.Option(T.train_subset, min=100, help="Training images per trial during the search."),
+    train_subset: int = typer.Option(T.train_subset, min=100, help="Images per trial epoch, drawn on through all training images."),
     final_epochs: int = typer.Option(T.final_epochs, min=1, help="Epochs for retraining the best model on all training images."),
     max_params: Optional[int] = typer.Option(None, min=1, help="Skip models with more parameters, before training."),
     max_kb: Optional[float] = typer.Option(None, min=1, help="Skip models whose int8 .tflite file would be larger "

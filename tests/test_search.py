@@ -250,3 +250,22 @@ def test_winner_is_the_best_model_that_can_be_retrained_in_time():
     # Nothing fits, or no timing to go on: the best, left to the retrain's own time limit.
     assert search.winner([fast, slow], cfg(final_minutes=1), 54000) is slow
     assert search.winner([record("0", 0.99, 20.0, None), fast], cfg(final_minutes=15), 54000)["id"] == "0"
+
+
+def test_trial_epochs_draw_on_through_the_whole_train_split(seed):
+    # Each image carries its own index in two pixels, so every batch says which images it holds.
+    n = 2000
+    x = np.zeros((n, 28, 28), "uint8")
+    x[:, 0, 0], x[:, 0, 1] = np.arange(n) % 256, np.arange(n) // 256
+    y = np.arange(n) % 10
+    split = search.data.Split(x, y, x[:10], y[:10], np.arange(n), np.arange(10), "test", "")
+    ds, steps = search.trial_data(split, TuneConfig(train_subset=500, batch_size=100), {}, seed)
+    assert steps == 5
+    epochs = []
+    for images, _ in ds.take(5 * steps).batch(steps):  # one element per trial epoch
+        pixels = np.rint(images.numpy().reshape(-1, 28, 28)[:, 0, :2] * 255).astype(int)
+        epochs.append(set(pixels[:, 0] + 256 * pixels[:, 1]))
+    assert all(len(e) == 500 for e in epochs)
+    # The first four epochs are one pass: every image once, none twice; the fifth starts a new pass.
+    assert set().union(*epochs[:4]) == set(range(n))
+    assert epochs[4] != epochs[0]

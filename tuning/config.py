@@ -10,7 +10,7 @@ class TuneConfig:
     tuner: str = "hyperband"  # spends little on bad trials: most get 1-2 epochs, the best get max_epochs
     max_trials: int | None = None  # None: 20 for random/bayesian, Hyperband's own schedule for hyperband
     max_epochs: int = 9  # per trial; Hyperband at 9 tries 17 models, most for 1-3 epochs
-    train_subset: int | None = 12000  # images per trial during search: ranks models at ~1/4 of the cost
+    train_subset: int | None = 12000  # images per trial epoch, from all 54k: ranks models at ~1/4 of the cost
     final_epochs: int = 15  # retrain of the winner on all 54k images, with early stopping on validation
     batch_size: int = 128  # fast on 2 cores; larger batches bought no speed on this CPU
     seed: int = 0  # fixes the split, the trial order and every trial's initial weights

@@ -84,7 +84,7 @@ def chief(cfg: TuneConfig, address: str, log: Log = lambda line: None, workers: 
     _set_role("chief", host, port)
     space, split, run_dir = start(cfg)
     tuner = make_tuner(cfg, space, run_dir)
-    tuner.setup(cfg, split, None, run_dir, log)
+    tuner.setup(cfg, split, run_dir, log)
     oracle = tuner.oracle
     oracle.verbose = oracle._display.verbose = 0
     tuner.save()
