@@ -254,7 +254,8 @@ def evaluate(
         typer.echo(json.dumps(result, indent=2))
         return
     typer.echo(f"{result['model']}: test accuracy {100 * result['accuracy']:.2f}% on {result['images']:,} images")
-    typer.echo("per class: " + "  ".join(f"{d}:{100 * a:.1f}" for d, a in enumerate(result["per_class_accuracy"])))
+    typer.echo("per class: " + "  ".join(f"{d}:{'-' if a is None else f'{100 * a:.1f}'}"
+                                         for d, a in enumerate(result["per_class_accuracy"])))
     typer.echo("confusion (rows true 0-9, columns predicted 0-9):")
     for row in result["confusion"]:
         typer.echo(" ".join(f"{n:5d}" for n in row))

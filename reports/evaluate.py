@@ -65,10 +65,11 @@ def scores(labels: np.ndarray, predicted: np.ndarray) -> dict:
     """Accuracy, per-class accuracy and confusion matrix (rows: true digit, columns: predicted)."""
     confusion = np.zeros((10, 10), dtype=int)
     np.add.at(confusion, (labels, predicted), 1)
-    per_class = confusion.diagonal() / confusion.sum(axis=1)
+    totals = confusion.sum(axis=1)
     return {
         "accuracy": float((labels == predicted).mean()),
-        "per_class_accuracy": [round(float(a), 6) for a in per_class],
+        # None for a digit with no images: NaN is not JSON.
+        "per_class_accuracy": [round(float(hit / n), 6) if n else None for hit, n in zip(confusion.diagonal(), totals)],
         "confusion": confusion.tolist(),
     }
 
