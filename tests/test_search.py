@@ -90,12 +90,12 @@ def test_bad_inputs_write_nothing(seed, tmp_path):
 
 
 def test_nan_loss_fails_the_trial_early(seed, tmp_path, monkeypatch):
-    real = search.pipeline.dataset
+    real = search.pipeline.stream  # the trials' training data
 
     def poisoned(x, y, *args, **kwargs):
         return real(x, y, *args, **kwargs).map(lambda images, labels: (images * float("nan"), labels))
 
-    monkeypatch.setattr(search.pipeline, "dataset", poisoned)
+    monkeypatch.setattr(search.pipeline, "stream", poisoned)
     with pytest.raises(SearchFailed, match="first error: FloatingPointError: loss became nan at batch 0"):
         search.tune(_cfg(tmp_path, max_trials=2, max_epochs=3))
     trials = json.loads((tmp_path / "run" / "trials.json").read_text())
