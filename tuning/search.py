@@ -13,6 +13,7 @@ run directory:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import shutil
@@ -68,12 +69,16 @@ class TrialRecorder:
 
     def setup(self, cfg: TuneConfig, split: data.Split, run_dir: Path, log: Log, trials_path: Path | None = None):
         self.cfg, self.split, self.run_dir, self.log = cfg, split, run_dir, log
-        self.train = (tf.constant(split.x_train), tf.constant(split.y_train))  # once, not a copy per trial
         self.trials_path = trials_path or run_dir / "trials.json"  # a distributed worker keeps its own
         self.records = {r["id"]: r for r in runio.read_json(self.trials_path)} if self.trials_path.exists() else {}
         self.errors: dict[str, BaseException] = {}
         self.epochs_run: dict[str, int] = {}
         self.started: dict[str, float] = {}
+
+    @functools.cached_property
+    def train(self) -> tuple:
+        """The train split as tensors: made once, at the first trial (a distributed chief runs none)."""
+        return tf.constant(self.split.x_train), tf.constant(self.split.y_train)
 
     def values(self, trial) -> dict:
         return sample(self.hypermodel.space, trial.hyperparameters.copy())
