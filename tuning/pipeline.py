@@ -4,7 +4,7 @@ Augmentation (rotation, zoom, shift) is one projective transform per image,
 applied to whole batches in parallel map calls. Keeping it out of the model
 keeps the exported graph free of training-only layers, and on a 2-core CPU
 it costs a fraction of what Keras' augmentation layers inside the model do.
-Random draws are stateless and seeded, so a seed fixes every epoch's batches.
+The shuffle and the augmentation draws are seeded, so a seed fixes every epoch's batches.
 """
 
 from __future__ import annotations
@@ -65,37 +65,35 @@ def augment(images: tf.Tensor, aug: Augment, seed: tf.Tensor) -> tf.Tensor:
         fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")
 
 
-def dataset(x: np.ndarray, y: np.ndarray, batch_size: int, aug: Augment | None = None,
-            seed: int | None = None) -> tf.data.Dataset:
-    """Batches of (images, one-hot labels). With `seed`, shuffled every epoch; with `aug`, augmented."""
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if seed is not None:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    return prepare(ds.batch(batch_size), aug, seed)
+def dataset(x, y, batch_size: int, aug: Augment | None = None, seed: int | None = None) -> tf.data.Dataset:
+    """Batches of (images, one-hot labels), one pass. With `seed`, reshuffled every epoch; with `aug`, augmented."""
+    return _batches(x, y, batch_size, aug, seed, endless=False)
 
 
-def stream(x: tf.Tensor, y: tf.Tensor, batch_size: int, aug: Augment | None, seed: int) -> tf.data.Dataset:
-    """Endless batches drawn on through (x, y), reshuffled at every pass.
+def stream(x, y, batch_size: int, aug: Augment | None, seed: int) -> tf.data.Dataset:
+    """Endless batches drawn on through (x, y), reshuffled at every pass: for `fit(steps_per_epoch=...)`."""
+    return _batches(x, y, batch_size, aug, seed, endless=True)
 
-    Each pass is one seeded permutation of the positions, and each batch is gathered: no shuffle
-    buffer. A dataset made for every trial that filled a buffer with the whole train split grew
-    the process by 11-18 MiB a trial.
+
+def _batches(x, y, batch_size: int, aug: Augment | None, seed: int | None, endless: bool) -> tf.data.Dataset:
+    """uint8 (x, y) to batches of model inputs and one-hot labels, gathered in shuffled order when seeded.
+
+    Only positions are shuffled, so the shuffle buffer holds 8 bytes an image, not the image: a
+    buffer of the whole train split's images, made for every trial, grew the process 11-18 MiB a trial.
     """
-    n = len(y)
-    permutation = lambda p: tf.random.experimental.stateless_shuffle(tf.range(n), seed=[seed, p])  # noqa: E731
-    order = tf.data.Dataset.counter().flat_map(lambda p: tf.data.Dataset.from_tensor_slices(permutation(p)))
-    batches = order.batch(batch_size).map(lambda i: (tf.gather(x, i), tf.gather(y, i)))
-    return prepare(batches, aug, seed)
-
-
-def prepare(batches: tf.data.Dataset, aug: Augment | None, seed: int | None) -> tf.data.Dataset:
-    """uint8 (images, labels) batches to model inputs and one-hot labels, augmented when `aug` is on."""
+    x, y = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
+    order = tf.data.Dataset.range(len(y))
+    if seed is not None:
+        order = order.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+    if endless:
+        order = order.repeat()
+    pairs = order.batch(batch_size).map(lambda i: (tf.gather(x, i), tf.gather(y, i)))
     onehot = lambda labels: tf.one_hot(tf.cast(labels, tf.int32), 10)  # noqa: E731
     if aug is not None and aug.active:
         noise = tf.data.Dataset.random(seed=seed or 0, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip(batches, noise).map(
-            lambda batch, s: (augment(to_inputs(batch[0]), aug, s), onehot(batch[1])),
+        ds = tf.data.Dataset.zip(pairs, noise).map(
+            lambda pair, s: (augment(to_inputs(pair[0]), aug, s), onehot(pair[1])),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     else:
-        ds = batches.map(lambda xb, yb: (to_inputs(xb), onehot(yb)), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = pairs.map(lambda xb, yb: (to_inputs(xb), onehot(yb)), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
