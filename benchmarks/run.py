@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -186,14 +187,14 @@ def search_efficiency(minutes: float, work: Path, random_seeds: tuple[int, ...] 
         return max(done) if done else None
 
     # The target: the best accuracy the project and RandomSearch's median run both reached.
-    random_best = median([max((a for _, a in c), default=0.0) for c in randoms.values()])
+    random_best = statistics.median([max((a for _, a in c), default=0.0) for c in randoms.values()])
     target = min(max(a for _, a in project), random_best) if project else None
     levels = {str(level): {"project": time_to(project, level), "random_median": median_time(randoms, level)}
               for level in (*LEVELS, target)}
     return {"budget_minutes": minutes, "project_curve": project, "random_curves": randoms,
             "target_val_accuracy": target, "seconds_to": levels,
             "best_at_half_budget": {"project": best_by(project, budget / 2),
-                                    "random_median": median([best_by(c, budget / 2) or 0.0 for c in randoms.values()])}}
+                                    "random_median": statistics.median([best_by(c, budget / 2) or 0.0 for c in randoms.values()])}}
 
 
 LEVELS = (0.95, 0.97, 0.98)  # validation accuracies the search summary also times, besides the target
@@ -207,14 +208,8 @@ def time_to(points: list, level: float | None) -> float | None:
 def median_time(curves: dict, level: float) -> float | None:
     """Median over runs of the seconds to `level`; a run that never got there counts as slowest (None)."""
     times = sorted(time_to(c, level) or float("inf") for c in curves.values())
-    m = median(times)
+    m = statistics.median(times)
     return None if m == float("inf") else m
-
-
-def median(values: list) -> float:
-    import statistics
-
-    return statistics.median(values)
 
 
 def distributed(work: Path, trials: int = 8) -> dict:
