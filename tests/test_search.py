@@ -258,7 +258,7 @@ def test_trial_epochs_draw_on_through_the_whole_train_split(seed):
     x = np.zeros((n, 28, 28), "uint8")
     x[:, 0, 0], x[:, 0, 1] = np.arange(n) % 256, np.arange(n) // 256
     y = np.arange(n) % 10
-    ds, steps = search.trial_data((x, y), TuneConfig(train_subset=500, trial_batch_size=100), {}, seed)
+    ds, steps = search.trial_data((x, y), TuneConfig(train_subset=500, batch_size=100), {}, seed)
     assert steps == 5
     epochs = []
     for images, _ in ds.take(5 * steps).batch(steps):  # one element per trial epoch

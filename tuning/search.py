@@ -371,8 +371,8 @@ def trial_data(train: tuple, cfg: TuneConfig, values: dict, seed: int) -> tuple:
     split rather than memorizing 12,000 images (on a fixed subset, trials levelled off near 0.985).
     """
     x, y = train
-    ds = pipeline.stream(x, y, cfg.trial_batch_size, pipeline.Augment.from_values(values), seed)
-    return ds, math.ceil(epoch_images(cfg, len(y)) / cfg.trial_batch_size)
+    ds = pipeline.stream(x, y, cfg.batch_size, pipeline.Augment.from_values(values), seed)
+    return ds, math.ceil(epoch_images(cfg, len(y)) / cfg.batch_size)
 
 
 def epoch_images(cfg: TuneConfig, n_train: int) -> int:
