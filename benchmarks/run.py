@@ -214,17 +214,20 @@ def median_time(curves: dict, level: float) -> float | None:
     return None if m == float("inf") else m
 
 
-def search_ratio(times: dict, budget_minutes: float) -> str | None:
-    """The project's median seconds to a level over RandomSearch's, as text; "< r" when only the project
-    got there (RandomSearch would need more than the budget); None when the project did not."""
+def search_ratio(times: dict, budget_minutes: float) -> tuple[float, bool] | None:
+    """The project's median seconds to a level over RandomSearch's, and whether that is only an upper
+    bound (RandomSearch did not get there within the budget); None when the project did not."""
     p, r = times["project_median"], times["random_median"]
     if p is None:
         return None
-    return f"{p / r:.2f}x" if r else f"< {p / (60 * budget_minutes):.2f}x (RandomSearch not within the budget)"
+    return (p / r, False) if r else (p / (60 * budget_minutes), True)
 
 
-def ratio_met(ratio: str | None) -> bool:
-    return ratio is not None and float(ratio.lstrip("< ").split("x")[0]) <= SEARCH_RATIO
+def ratio_text(ratio: tuple[float, bool] | None) -> str:
+    if ratio is None:
+        return "-"
+    value, bound = ratio
+    return f"< {value:.2f}x (RandomSearch not within the budget)" if bound else f"{value:.2f}x"
 
 
 def distributed(work: Path, trials: int = 8) -> dict:
@@ -326,7 +329,8 @@ def targets(r: dict) -> list[dict]:
     if s := r.get("search"):
         for level, t in s.get("seconds_to", {}).items():
             ratio = search_ratio(t, s["budget_minutes"])
-            add(f"search: time to val_accuracy {level} <= {SEARCH_RATIO}x RandomSearch's", ratio or "-", ratio_met(ratio))
+            add(f"search: time to val_accuracy {level} <= {SEARCH_RATIO}x RandomSearch's", ratio_text(ratio),
+                ratio is not None and ratio[0] <= SEARCH_RATIO)
     return out
 
 
@@ -375,7 +379,7 @@ def summary(r: dict) -> str:
                   f"target val_accuracy {s['target_val_accuracy']} (the best both reached)"]
         for level, t in s["seconds_to"].items():
             lines += [f"  - to val_accuracy {level}: project {t['project_median']} s, RandomSearch {t['random_median']} s: "
-                      + (search_ratio(t, s["budget_minutes"]) or "-")]
+                      + ratio_text(search_ratio(t, s["budget_minutes"]))]
     if r.get("targets"):
         lines += ["", "| target | measured | met |", "|---|---|---|"]
         lines += [f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else '**no**'} |" for t in r["targets"]] + [""]
