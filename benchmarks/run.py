@@ -202,15 +202,14 @@ def search_efficiency(minutes: float, work: Path, project_seeds: tuple[int, ...]
 LEVELS = (0.95, 0.97, 0.98, 0.985, 0.99)  # validation accuracies the search summary also times, besides the target
 
 
-def time_to(points: list, level: float | None) -> float | None:
+def time_to(points: list, level: float) -> float | None:
     """Seconds until a curve of (seconds, val_accuracy) first reaches `level`; None if it never does."""
-    return next((s for s, a in points if level is not None and a >= level), None)
+    return next((s for s, a in points if a >= level), None)
 
 
 def median_time(curves: dict, level: float) -> float | None:
     """Median over runs of the seconds to `level`; a run that never got there counts as slowest (None)."""
-    times = sorted(time_to(c, level) or float("inf") for c in curves.values())
-    m = statistics.median(times)
+    m = statistics.median(time_to(c, level) or float("inf") for c in curves.values())
     return None if m == float("inf") else m
 
 
@@ -335,9 +334,12 @@ def targets(r: dict) -> list[dict]:
 
 
 def commit() -> str:
+    """The checkout's commit, with "+changes" when tracked files differ from it."""
     proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return "unknown"
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=HERE, capture_output=True, text=True)
-    return proc.stdout.strip() + ("+changes" if dirty.stdout.strip() else "") if proc.returncode == 0 else "unknown"
+    return proc.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
 def machine() -> dict:
