@@ -230,26 +230,38 @@ def test_search_minutes_starts_no_trial_after_the_budget(seed, tmp_path):
 
 
 def test_winner_is_the_best_model_that_can_be_retrained_in_time():
-    def record(id_, acc, seconds, epochs_run=2):
-        return {"id": id_, "val_accuracy": acc, "params": 1000, "seconds": seconds, "epochs_run": epochs_run}
+    def record(id_, acc):
+        return {"id": id_, "val_accuracy": acc, "params": 1000}
 
-    # train_subset 500 of 54,000 images: a trial second per epoch is 108 s per retrain epoch.
-    slow, fast, faster = record("0", 0.99, 20.0), record("1", 0.98, 4.0), record("2", 0.97, 2.0)
-    cfg = lambda **kw: TuneConfig(train_subset=500, final_epochs=3, **kw)  # noqa: E731
-    assert search.retrain_minutes(slow, cfg(), 54000) == pytest.approx(20.0 / 2 * 108 * 3 / 60)  # 54
-    assert search.retrain_minutes(fast, cfg(), 54000) == pytest.approx(10.8)
-    assert search.winner([fast, slow, faster], cfg(), 54000) is slow  # no budget: the best
+    slow, fast, faster = record("0", 0.99), record("1", 0.98), record("2", 0.97)
+    table = {"0": 54.0, "1": 10.8, "2": 5.4}  # minutes to retrain
+    asked = []
+    minutes = lambda r: asked.append(r["id"]) or table[r["id"]]  # noqa: E731
+    cfg = lambda **kw: TuneConfig(final_epochs=3, **kw)  # noqa: E731
+    assert search.winner([fast, slow, faster], cfg(), minutes) is slow  # no budget: the best
+    assert asked == []  # and nothing measured
     lines = []
-    assert search.winner([fast, slow, faster], cfg(final_minutes=15), 54000, lines.append) is fast
+    assert search.winner([fast, slow, faster], cfg(final_minutes=15), minutes, lines.append) is fast
     assert lines and "trial 0 would take ~54.0 min to retrain, 0.8 of 3 epochs" in lines[0]
     assert "taking trial 1" in lines[0]
-    assert search.winner([fast, slow, faster], cfg(final_minutes=60), 54000) is slow
+    assert asked == ["0", "1"]  # measured in rank order, only until one fits
+    assert search.winner([fast, slow, faster], cfg(final_minutes=60), minutes) is slow
     # Half the epochs fit: the best is kept, and the retrain stops in time by itself.
-    assert search.winner([fast, slow, faster], cfg(final_minutes=27), 54000) is slow
-    assert search.winner([fast, slow, faster], cfg(final_minutes=26.9), 54000) is fast
-    # Nothing fits, or no timing to go on: the best, left to the retrain's own time limit.
-    assert search.winner([fast, slow], cfg(final_minutes=1), 54000) is slow
-    assert search.winner([record("0", 0.99, 20.0, None), fast], cfg(final_minutes=15), 54000)["id"] == "0"
+    assert search.winner([fast, slow, faster], cfg(final_minutes=27), minutes) is slow
+    assert search.winner([fast, slow, faster], cfg(final_minutes=26.9), minutes) is fast
+    # Nothing fits: the best, left to the retrain's own time limit.
+    assert search.winner([fast, slow], cfg(final_minutes=1), minutes) is slow
+
+
+def test_retrain_minutes_are_measured_at_the_retrain_batch_size(seed, monkeypatch):
+    from tuning import data, train
+
+    seen = []
+    monkeypatch.setattr(train, "seconds_per_image", lambda values, split, batch_size: seen.append(batch_size) or 1e-3)
+    split = data.load_split(seed)
+    cfg = TuneConfig(trial_batch_size=32, batch_size=128, final_epochs=3)
+    minutes = search.retrain_minutes({"hyperparameters": {}}, cfg, split)
+    assert seen == [128] and minutes == pytest.approx(1e-3 * len(split.y_train) * 3 / 60)
 
 
 def test_trial_epochs_draw_on_through_the_whole_train_split(seed):
@@ -258,7 +270,7 @@ def test_trial_epochs_draw_on_through_the_whole_train_split(seed):
     x = np.zeros((n, 28, 28), "uint8")
     x[:, 0, 0], x[:, 0, 1] = np.arange(n) % 256, np.arange(n) // 256
     y = np.arange(n) % 10
-    ds, steps = search.trial_data((x, y), TuneConfig(train_subset=500, batch_size=100), {}, seed)
+    ds, steps = search.trial_data((x, y), TuneConfig(train_subset=500, trial_batch_size=100, batch_size=7), {}, seed)
     assert steps == 5
     epochs = []
     for images, _ in ds.take(5 * steps).batch(steps):  # one element per trial epoch

@@ -301,7 +301,8 @@ def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, records: li
     top = max(completed, key=merit)
     log(f"search done: {counts['completed']} completed, {counts['failed']} failed, {counts['skipped']} skipped; "
         f"best trial {top['id']} val_accuracy {top['val_accuracy']:.4f}")
-    best = winner(completed, cfg, len(split.y_train), log)  # top, unless it cannot be retrained in time
+    estimate = functools.partial(retrain_minutes, cfg=cfg, split=split)
+    best = winner(completed, cfg, estimate, log)  # top, unless it cannot be retrained in time
 
     # Retrain the winner on the whole train split, early-stopped on validation.
     log(f"retraining trial {best['id']} on {len(split.y_train):,} images for up to {cfg.final_epochs} epochs"
@@ -332,9 +333,11 @@ def merit(record: dict) -> tuple:
     return record["val_accuracy"], -record["params"]
 
 
-def winner(completed: list[dict], cfg: TuneConfig, n_train: int, log: Log = lambda line: None) -> dict:
+def winner(completed: list[dict], cfg: TuneConfig, minutes: Callable[[dict], float],
+           log: Log = lambda line: None) -> dict:
     """The best completed trial (validation accuracy, then fewer parameters) that fits --final-minutes.
 
+    `minutes(record)` estimates a trial's retrain; it is asked in rank order, only until one fits.
     A trial fits when at least MIN_RETRAIN_SHARE of --final-epochs fit in the budget: the retrain
     stops in time by itself, and early stopping rarely uses the last epochs. Passing over every
     trial a little too slow for all the epochs once took a far weaker model (0.964 for 0.987).
@@ -342,30 +345,29 @@ def winner(completed: list[dict], cfg: TuneConfig, n_train: int, log: Log = lamb
     ranked = sorted(completed, key=merit, reverse=True)
     if cfg.final_minutes is None:
         return ranked[0]
-    minutes = {r["id"]: retrain_minutes(r, cfg, n_train) for r in ranked}
-    fits = [r for r in ranked
-            if minutes[r["id"]] is not None and minutes[r["id"]] * MIN_RETRAIN_SHARE <= cfg.final_minutes]
-    if not fits or fits[0] is ranked[0] or minutes[ranked[0]["id"]] is None:
-        return ranked[0]  # fits, or nothing to go on: the retrain's own time limit still holds
-    first, chosen = ranked[0], fits[0]
-    epochs = cfg.final_epochs * cfg.final_minutes / minutes[first["id"]]
-    log(f"trial {first['id']} would take ~{minutes[first['id']]:.1f} min to retrain, {epochs:.1f} of "
-        f"{cfg.final_epochs} epochs in --final-minutes {cfg.final_minutes:g}; taking trial {chosen['id']} "
-        f"(val_accuracy {chosen['val_accuracy']:.4f}, ~{minutes[chosen['id']]:.1f} min)")
-    return chosen
+    fits = lambda m: m * MIN_RETRAIN_SHARE <= cfg.final_minutes  # noqa: E731
+    first, first_minutes = ranked[0], minutes(ranked[0])
+    if fits(first_minutes):
+        return first
+    for chosen in ranked[1:]:
+        if fits(chosen_minutes := minutes(chosen)):
+            epochs = cfg.final_epochs * cfg.final_minutes / first_minutes
+            log(f"trial {first['id']} would take ~{first_minutes:.1f} min to retrain, {epochs:.1f} of "
+                f"{cfg.final_epochs} epochs in --final-minutes {cfg.final_minutes:g}; taking trial {chosen['id']} "
+                f"(val_accuracy {chosen['val_accuracy']:.4f}, ~{chosen_minutes:.1f} min)")
+            return chosen
+    return first  # nothing fits: the retrain's own time limit still holds
 
 
-def retrain_minutes(record: dict, cfg: TuneConfig, n_train: int) -> float | None:
-    """A trial's model retrained for `cfg.final_epochs` on `n_train` images: minutes, from its own trial time.
+def retrain_minutes(record: dict, cfg: TuneConfig, split: data.Split) -> float:
+    """A trial's model retrained for `cfg.final_epochs` on the whole train split: minutes, measured.
 
-    Trials and the retrain run at the same batch size, so the trial's speed per image carries over: the
-    standard winner trained 1.6x slower per image in batches of 64 than of 128, and with trials in 64
-    this estimate passed it over for one 1.9 points worse in the search (0.970 for 0.989).
+    Timed at the retrain's batch size, not taken from the trial: per image, the standard winner
+    trains 1.6x slower in batches of 64 than of 128, and an estimate from trials in batches of 64
+    passed it over for a model 1.9 points worse in the search (0.970 for 0.989).
     """
-    if not record.get("epochs_run") or not record.get("seconds"):
-        return None  # a record from before epochs_run was kept, or from a remote worker
-    per_image = record["seconds"] / record["epochs_run"] / epoch_images(cfg, n_train)
-    return per_image * n_train * cfg.final_epochs / 60
+    per_image = train.seconds_per_image(record["hyperparameters"], split, cfg.batch_size)
+    return per_image * len(split.y_train) * cfg.final_epochs / 60
 
 
 def trial_data(train: tuple, cfg: TuneConfig, values: dict, seed: int) -> tuple:
@@ -376,8 +378,8 @@ def trial_data(train: tuple, cfg: TuneConfig, values: dict, seed: int) -> tuple:
     split rather than memorizing 12,000 images (on a fixed subset, trials levelled off near 0.985).
     """
     x, y = train
-    ds = pipeline.stream(x, y, cfg.batch_size, pipeline.Augment.from_values(values), seed)
-    return ds, math.ceil(epoch_images(cfg, len(y)) / cfg.batch_size)
+    ds = pipeline.stream(x, y, cfg.trial_batch_size, pipeline.Augment.from_values(values), seed)
+    return ds, math.ceil(epoch_images(cfg, len(y)) / cfg.trial_batch_size)
 
 
 def epoch_images(cfg: TuneConfig, n_train: int) -> int:

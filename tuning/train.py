@@ -16,6 +16,7 @@ from tuning.data import Split
 from tuning.hypermodel import BASELINE, build_cnn, compile_model
 
 PATIENCE = 4  # epochs without a better val_accuracy before stopping; noisy on 6k images
+TIMED_STEPS = 20  # batches timed to estimate a retrain: ~1-3 s at batch 128
 
 
 class StopOnNaN(keras.callbacks.Callback):
@@ -81,6 +82,27 @@ def train(values: dict, split: Split, epochs: int, batch_size: int, seed: int,
         callbacks.append(TimeBudget(minutes, log))
     history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, shuffle=False, verbose=0)  # the dataset shuffles
     return model, history.history
+
+
+class _EpochSeconds(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds = time.perf_counter() - self.start
+
+
+def seconds_per_image(values: dict, split: Split, batch_size: int, steps: int = TIMED_STEPS) -> float:
+    """Training time per image of `build_cnn(values)` at `batch_size`, with its augmentation, measured.
+
+    Two short epochs of `steps` batches: the first builds the graph, the second is timed.
+    """
+    model = build_cnn(values)
+    compile_model(model, values)
+    ds = pipeline.stream(split.x_train, split.y_train, batch_size, pipeline.Augment.from_values(values), seed=0)
+    timer = _EpochSeconds()
+    model.fit(ds, epochs=2, steps_per_epoch=steps, callbacks=[timer], verbose=0)
+    return timer.seconds / (steps * batch_size)
 
 
 def train_baseline(run_dir: Path, epochs: int, seed: int, data_path: str | None = None,
