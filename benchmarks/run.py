@@ -24,6 +24,7 @@ Writes benchmarks/results/<date>.json and <date>.md. Parts:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import subprocess
@@ -181,8 +182,14 @@ def search_efficiency(minutes: float, work: Path, project_seeds: tuple[int, ...]
             pass
         return points
 
-    projects = {str(seed): curve_from_project(seed) for seed in project_seeds}
-    randoms = {str(seed): curve_from_random(seed) for seed in random_seeds}
+    # Runs alternate between the sides: this machine's speed drifts over an hour (the same search took
+    # 165 s and 231 s to the same trial on one day), and a slow stretch should not fall on one side only.
+    projects, randoms = {}, {}
+    for p, r in itertools.zip_longest(project_seeds, random_seeds):
+        if p is not None:
+            projects[str(p)] = curve_from_project(p)
+        if r is not None:
+            randoms[str(r)] = curve_from_random(r)
 
     def best_by(points, t):
         done = [a for s, a in points if s <= t]
@@ -334,11 +341,11 @@ def targets(r: dict) -> list[dict]:
 
 
 def commit() -> str:
-    """The checkout's commit, with "+changes" when tracked files differ from it."""
+    """The checkout's commit, with "+changes" when tracked files other than the record differ from it."""
     proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True)
     if proc.returncode != 0:
         return "unknown"
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=HERE, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)benchmarks/results"], cwd=HERE, capture_output=True, text=True)
     return proc.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 

@@ -16,7 +16,7 @@ from tuning.data import Split
 from tuning.hypermodel import BASELINE, build_cnn, compile_model
 
 PATIENCE = 4  # epochs without a better val_accuracy before stopping; noisy on 6k images
-TIMED_STEPS = 20  # batches timed to estimate a retrain: ~1-3 s at batch 128
+TIMED_STEPS = 20  # batches timed to estimate a retrain: 0.5-5 s at batch 128, after ~2 s of tracing
 
 
 class StopOnNaN(keras.callbacks.Callback):
