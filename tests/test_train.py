@@ -55,6 +55,6 @@ def test_time_budget_stops_before_an_epoch_that_would_overrun(seed, monkeypatch)
 def test_seconds_per_image_is_measured_per_model(seed):
     split = data.load_split(seed)
     small = train.seconds_per_image(BASELINE, split, 128, steps=5)
-    # ~25x the multiply-adds of the baseline, with augmentation: far slower on any machine.
+    # ~250x the multiply-adds of the baseline, with augmentation: far slower on any machine.
     big = dict(BASELINE, conv_blocks=2, convs_per_block=2, filters_0=64, filters_1=128, rotation=0.1)
     assert 0 < small < train.seconds_per_image(big, split, 128, steps=5)
