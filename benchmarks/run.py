@@ -46,20 +46,14 @@ def throughput() -> dict:
     import keras
     import numpy as np
 
-    from tuning import data, pipeline
+    from tuning import data, train
     from tuning.hypermodel import build_cnn, compile_model
 
     split = data.load_split(0)
     x, y = split.x_train[:IMAGES], split.y_train[:IMAGES]
 
     def project():
-        model = build_cnn(MID_CNN)
-        compile_model(model, MID_CNN)
-        ds = pipeline.dataset(x, y, 128, pipeline.Augment.from_values(MID_CNN), seed=0)
-        model.fit(ds.take(3), verbose=0)  # build and trace outside the timing
-        start = time.perf_counter()
-        model.fit(ds, epochs=1, verbose=0, shuffle=False)
-        return IMAGES / (time.perf_counter() - start)
+        return 1 / train.seconds_per_image(MID_CNN, split, 128, steps=IMAGES // 128)
 
     def plain():
         aug = keras.Sequential([keras.layers.RandomRotation(MID_CNN["rotation"] / 360),
