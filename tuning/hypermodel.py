@@ -60,12 +60,13 @@ def build_cnn(values: dict, k=keras):
     return k.Model(inputs, outputs, name="cnn")
 
 
-def compile_model(model, values: dict, k=keras, learning_rate=None) -> None:
+def compile_model(model, values: dict, k=keras, learning_rate=None, steps_per_execution: int = 1) -> None:
     """Adam and smoothed cross-entropy on one-hot labels, with accuracy."""
     model.compile(
         optimizer=k.optimizers.Adam(learning_rate if learning_rate is not None else values["learning_rate"]),
         loss=k.losses.CategoricalCrossentropy(label_smoothing=values["label_smoothing"]),
         metrics=["accuracy"],
+        steps_per_execution=steps_per_execution,
     )
 
 
@@ -158,12 +159,12 @@ class CNNHyperModel(keras_tuner.HyperModel):
     Training (input pipeline, budgets, callbacks) belongs to the tuner in `tuning.search`.
     """
 
-    def __init__(self, space: SearchSpace):
+    def __init__(self, space: SearchSpace, steps_per_execution: int = 1):
         super().__init__(name=f"cnn_{space.name}")
-        self.space = space
+        self.space, self.steps_per_execution = space, steps_per_execution
 
     def build(self, hp):
         values = sample(self.space, hp)
         model = build_cnn(values)
-        compile_model(model, values)
+        compile_model(model, values, steps_per_execution=self.steps_per_execution)
         return model

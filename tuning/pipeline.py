@@ -5,6 +5,12 @@ applied to whole batches in parallel map calls. Keeping it out of the model
 keeps the exported graph free of training-only layers, and on a 2-core CPU
 it costs a fraction of what Keras' augmentation layers inside the model do.
 The shuffle and the augmentation draws are seeded, so a seed fixes every epoch's batches.
+
+tf.data's autotuning is off and the parallelism fixed instead. With it on, ending an
+iterator (every epoch's end, every validation pass) waited up to 5 s for its tuning
+thread: epochs of 6,400 images took 2.0-2.9 s instead of 1.6-1.8 s here. The map
+is about 1 ms a batch, so two calls in parallel and two batches ahead keep up with any
+model this toolkit trains on 2 cores.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import numpy as np
 import tensorflow as tf
 
 SIDE = 28
+PARALLEL_CALLS = 2  # augmentation map calls in flight
+PREFETCH = 2  # batches made ahead of the model
 
 
 @dataclass(frozen=True)
@@ -93,7 +101,9 @@ def _batches(x, y, batch_size: int, aug: Augment | None, seed: int | None, endle
         noise = tf.data.Dataset.random(seed=seed or 0, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip(pairs, noise).map(
             lambda pair, s: (augment(to_inputs(pair[0]), aug, s), onehot(pair[1])),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            num_parallel_calls=PARALLEL_CALLS, deterministic=True)
     else:
-        ds = pairs.map(lambda xb, yb: (to_inputs(xb), onehot(yb)), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+        ds = pairs.map(lambda xb, yb: (to_inputs(xb), onehot(yb)), num_parallel_calls=PARALLEL_CALLS)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(PREFETCH).with_options(options)

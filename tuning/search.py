@@ -179,7 +179,7 @@ def make_tuner(cfg: TuneConfig, space, run_dir: Path):
     base = TUNER_CLASSES[cfg.tuner]
     cls = type(f"Recording{base.__name__}", (TrialRecorder, base), {})
     kwargs = dict(
-        hypermodel=CNNHyperModel(space),
+        hypermodel=CNNHyperModel(space, train.STEPS_PER_EXECUTION),
         objective=keras_tuner.Objective("val_accuracy", "max"),
         # Keras Tuner treats seed 0 as "no seed" and draws a random one: shift ours off zero.
         seed=cfg.seed % (2**31 - 1) + 1,
@@ -370,16 +370,16 @@ def retrain_minutes(record: dict, cfg: TuneConfig, split: data.Split) -> float:
     return per_image * len(split.y_train) * cfg.final_epochs / 60
 
 
-def trial_data(train: tuple, cfg: TuneConfig, values: dict, seed: int) -> tuple:
+def trial_data(arrays: tuple, cfg: TuneConfig, values: dict, seed: int) -> tuple:
     """A trial's training stream from the train split's (images, labels), and its steps per epoch.
 
     An epoch is `epoch_images` images drawn on through the whole shuffled train split, not one
     fixed subset again and again: as cheap per epoch, but a 9-epoch trial sees twice the whole
     split rather than memorizing 12,000 images (on a fixed subset, trials levelled off near 0.985).
     """
-    x, y = train
+    x, y = arrays
     ds = pipeline.stream(x, y, cfg.trial_batch_size, pipeline.Augment.from_values(values), seed)
-    return ds, math.ceil(epoch_images(cfg, len(y)) / cfg.trial_batch_size)
+    return ds, train.whole_calls(math.ceil(epoch_images(cfg, len(y)) / cfg.trial_batch_size))
 
 
 def epoch_images(cfg: TuneConfig, n_train: int) -> int:
