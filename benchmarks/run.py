@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -185,13 +186,21 @@ def search_efficiency(minutes: float, work: Path, project_seeds: tuple[int, ...]
         if r is not None:
             randoms[str(r)] = curve_from_random(r)
 
+    return score_search(projects, randoms, minutes)
+
+
+def score_search(projects: dict, randoms: dict, minutes: float) -> dict:
+    """The search part's record from its curves: times to each level, medians, the common target."""
+    budget = minutes * 60
+
     def best_by(points, t):
         done = [a for s, a in points if s <= t]
         return max(done) if done else None
 
-    # The target: the best accuracy both sides' median runs reached.
+    # The target: the best accuracy both sides' median runs reached, rounded down (rounded to
+    # nearest, 0.985667 became 0.9857, which the run that set it never reached).
     median_best = lambda curves: statistics.median([max((a for _, a in c), default=0.0) for c in curves.values()])  # noqa: E731
-    target = round(min(median_best(projects), median_best(randoms)), 4)
+    target = math.floor(min(median_best(projects), median_best(randoms)) * 10000) / 10000
     levels = {str(level): {"project_median": median_time(projects, level), "random_median": median_time(randoms, level)}
               for level in (*LEVELS, target)}
     half = lambda curves: statistics.median([best_by(c, budget / 2) or 0.0 for c in curves.values()])  # noqa: E731
@@ -279,7 +288,8 @@ def main(argv=None) -> int:
                 seeds = lambda arg: tuple(int(s) for s in arg.split(","))  # noqa: E731
                 results["search"] = search_efficiency(args.search_minutes, work, seeds(args.project_seeds),
                                                       seeds(args.random_seeds))
-            results[part]["commit"] = commit()  # parts of one day's record may come from different code
+            # Parts of one day's record may come from different code, and from different machines.
+            results[part].update(commit=commit(), machine=machine())
             print(json.dumps(results[part])[:600], flush=True)
     out = HERE / "results" / time.strftime("%Y-%m-%d")
     out.parent.mkdir(exist_ok=True)
@@ -344,11 +354,26 @@ def commit() -> str:
 
 
 def machine() -> dict:
+    """What the figures depend on: cores, CPU model and the vector units TensorFlow's kernels use.
+
+    "AMD EPYC" alone cannot tell whether two days' figures came from the same kind of machine: the
+    plain baseline ran at 940 img/s on one day and 3,500 on another.
+    """
     import os
     import platform
 
+    cpu = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            first = f.read().split("\n\n")[0]  # the first core's block
+        info = {key.strip(): value.strip() for key, value in (line.split(":", 1) for line in first.splitlines() if ":" in line)}
+        flags = set(info.get("flags", "").split())
+        cpu = {"model": info.get("model name"), "family": info.get("cpu family"), "model_number": info.get("model"),
+               "vector": [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16") if f in flags]}
+    except OSError:
+        pass
     return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version()}
+            "python": platform.python_version(), **cpu}
 
 
 def summary(r: dict) -> str:

@@ -67,3 +67,12 @@ def test_stream_keeps_each_image_with_its_label_and_repeats_under_a_seed(seed):
     assert list(order[:n]) != list(order[n:2 * n])  # each pass is shuffled anew
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(first, batches(seed)))
     assert not all(np.array_equal(a[0], b[0]) for a, b in zip(first, batches(seed + 1)))
+
+
+def test_pipelines_run_without_autotuning():
+    # With tf.data's autotuning on, ending an iterator waited up to 5 s for its tuning thread, at
+    # every epoch's end and validation pass (see the module docstring); every pipeline turns it off.
+    x, y = np.zeros((64, 28, 28), "uint8"), np.zeros(64, "int64")
+    aug = pipeline.Augment(rotation=10.0)
+    for ds in (pipeline.dataset(x, y, 16), pipeline.dataset(x, y, 16, aug, seed=0), pipeline.stream(x, y, 16, aug, 0)):
+        assert ds.options().autotune.enabled is False
