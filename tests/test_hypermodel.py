@@ -34,6 +34,17 @@ def test_baseline_is_the_reference_cnn(seed):
     assert model.count_params() == count_params(BASELINE) == 32 * 10 + 14 * 14 * 32 * 10 + 10
 
 
+def test_mixed_precision_build_keeps_float32_weights_and_output(seed):
+    values = dict(corner_values("default", "high"), batch_norm=True, dropout=0.2)
+    mixed, plain = build_cnn(values, dtype="mixed_bfloat16"), build_cnn(values)
+    assert [w.dtype for w in mixed.weights] == [w.dtype for w in plain.weights] == ["float32"] * len(plain.weights)
+    assert {layer.compute_dtype for layer in mixed.layers[1:-1]} == {"bfloat16"}
+    assert mixed.layers[-1].compute_dtype == "float32" and mixed.output.dtype == "float32"
+    plain.set_weights(mixed.get_weights())  # what train.train does after training
+    x = np.random.default_rng(seed).random((8, 28, 28, 1), dtype="float32")
+    np.testing.assert_allclose(mixed.predict(x, verbose=0), plain.predict(x, verbose=0), atol=0.02)
+
+
 def test_same_values_build_same_layers_in_tf_keras(seed):
     values = dict(corner_values("default", "high"), batch_norm=True, dropout=0.2)
     k3, k2 = build_cnn(values, keras), build_cnn(values, tf_keras)

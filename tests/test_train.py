@@ -14,6 +14,8 @@ def test_baseline_trains_and_saves(seed, tmp_path):
     model = keras.saving.load_model(path, safe_mode=True)
     meta = json.loads((tmp_path / "run" / "baseline.json").read_text())
     assert meta["hyperparameters"] == BASELINE and meta["params"] == model.count_params()
+    # Trained in runtime.training_dtype() (bfloat16 on a CPU with bfloat16 units), saved in float32.
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
     assert meta["val_accuracy"] > 0.9  # one epoch of the reference CNN on 54k images
     split = data.load_split(seed)
     x = split.x_val[:200, ..., None] / 255.0

@@ -31,12 +31,15 @@ BASELINE = {
 }
 
 
-def build_cnn(values: dict, k=keras):
+def build_cnn(values: dict, k=keras, dtype: str | None = None):
     """The CNN for `values` (flat hyperparameter values), built with Keras module `k`.
 
-    Returns an uncompiled functional model taking 28x28x1 floats in [0, 1].
+    Returns an uncompiled functional model taking 28x28x1 floats in [0, 1]. `dtype` is a
+    Keras dtype policy for the hidden layers (training in "mixed_bfloat16"); the output
+    layer stays float32, as do the weights whatever the policy.
     """
     L = k.layers
+    d = {} if dtype is None else {"dtype": dtype}  # for every layer but the output
     x = inputs = k.Input(shape=INPUT_SHAPE, name="image")
     bn = values["batch_norm"]
     for b in range(values["conv_blocks"]):
@@ -44,18 +47,18 @@ def build_cnn(values: dict, k=keras):
             # Without batch norm the ReLU is the conv's own activation: tfmot's pruning-preserving
             # QAT masks a conv kernel only then (a separate ReLU layer makes it skip the kernel).
             x = L.Conv2D(values[f"filters_{b}"], values["kernel_size"], padding="same", use_bias=not bn,
-                         activation=None if bn else "relu", name=f"conv{b}_{c}")(x)
+                         activation=None if bn else "relu", name=f"conv{b}_{c}", **d)(x)
             if bn:
-                x = L.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{b}_{c}")(x)
-                x = L.ReLU(name=f"relu{b}_{c}")(x)
-        x = L.MaxPooling2D(2, name=f"pool{b}")(x)
-    x = L.GlobalAveragePooling2D(name="gap")(x) if values["global_pooling"] else L.Flatten(name="flatten")(x)
+                x = L.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{b}_{c}", **d)(x)
+                x = L.ReLU(name=f"relu{b}_{c}", **d)(x)
+        x = L.MaxPooling2D(2, name=f"pool{b}", **d)(x)
+    x = L.GlobalAveragePooling2D(name="gap", **d)(x) if values["global_pooling"] else L.Flatten(name="flatten", **d)(x)
     if values["dropout"] > 0:
-        x = L.Dropout(values["dropout"], name="dropout")(x)
+        x = L.Dropout(values["dropout"], name="dropout", **d)(x)
     if values["dense_units"] > 0:
-        x = L.Dense(values["dense_units"], activation="relu", name="dense")(x)
+        x = L.Dense(values["dense_units"], activation="relu", name="dense", **d)(x)
         if values["dropout"] > 0:
-            x = L.Dropout(values["dropout"], name="dropout_dense")(x)
+            x = L.Dropout(values["dropout"], name="dropout_dense", **d)(x)
     outputs = L.Dense(NUM_CLASSES, activation="softmax", name="probs")(x)
     return k.Model(inputs, outputs, name="cnn")
 
@@ -159,12 +162,12 @@ class CNNHyperModel(keras_tuner.HyperModel):
     Training (input pipeline, budgets, callbacks) belongs to the tuner in `tuning.search`.
     """
 
-    def __init__(self, space: SearchSpace, steps_per_execution: int = 1):
+    def __init__(self, space: SearchSpace, steps_per_execution: int = 1, dtype: str | None = None):
         super().__init__(name=f"cnn_{space.name}")
-        self.space, self.steps_per_execution = space, steps_per_execution
+        self.space, self.steps_per_execution, self.dtype = space, steps_per_execution, dtype
 
     def build(self, hp):
         values = sample(self.space, hp)
-        model = build_cnn(values)
+        model = build_cnn(values, dtype=self.dtype)
         compile_model(model, values, steps_per_execution=self.steps_per_execution)
         return model

@@ -179,7 +179,7 @@ def make_tuner(cfg: TuneConfig, space, run_dir: Path):
     base = TUNER_CLASSES[cfg.tuner]
     cls = type(f"Recording{base.__name__}", (TrialRecorder, base), {})
     kwargs = dict(
-        hypermodel=CNNHyperModel(space, train.STEPS_PER_EXECUTION),
+        hypermodel=CNNHyperModel(space, train.STEPS_PER_EXECUTION, runtime.training_dtype()),
         objective=keras_tuner.Objective("val_accuracy", "max"),
         # Keras Tuner treats seed 0 as "no seed" and draws a random one: shift ours off zero.
         seed=cfg.seed % (2**31 - 1) + 1,

@@ -66,10 +66,11 @@ def train(values: dict, split: Split, epochs: int, batch_size: int, seed: int,
           log: Callable[[str], None] = lambda line: None, minutes: float | None = None) -> tuple[keras.Model, dict]:
     """Train `build_cnn(values)` on the whole train split, early-stopped on validation (and in `minutes`).
 
-    Returns the model with its best weights restored, and the history.
+    Trains in `runtime.training_dtype()`. Returns a float32 model with the best weights, and the history.
     """
     keras.utils.set_random_seed(seed)
-    model = build_cnn(values)
+    dtype = runtime.training_dtype()
+    model = build_cnn(values, dtype=dtype)
     compile_model(model, values, steps_per_execution=STEPS_PER_EXECUTION)
     train_ds = pipeline.dataset(split.x_train, split.y_train, batch_size,
                                 pipeline.Augment.from_values(values), seed=seed)
@@ -84,7 +85,13 @@ def train(values: dict, split: Split, epochs: int, batch_size: int, seed: int,
     if minutes is not None:
         callbacks.append(TimeBudget(minutes, log))
     history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, shuffle=False, verbose=0)  # the dataset shuffles
-    return model, history.history
+    if dtype is None:
+        return model, history.history
+    # What is saved, exported and reported computes in float32: the same (float32) weights in float32
+    # layers, uncompiled (a compiled copy would save an optimizer that never ran).
+    final = build_cnn(values)
+    final.set_weights(model.get_weights())
+    return final, history.history
 
 
 def seconds_per_image(values: dict, split: Split, batch_size: int, steps: int = TIMED_STEPS) -> float:
@@ -93,7 +100,7 @@ def seconds_per_image(values: dict, split: Split, batch_size: int, steps: int = 
     `steps` batches (rounded up to whole calls of STEPS_PER_EXECUTION) are timed, after one call
     that builds and traces the graph.
     """
-    model = build_cnn(values)
+    model = build_cnn(values, dtype=runtime.training_dtype())
     compile_model(model, values, steps_per_execution=STEPS_PER_EXECUTION)
     ds = pipeline.stream(split.x_train, split.y_train, batch_size, pipeline.Augment.from_values(values), seed=0)
     model.fit(ds.take(STEPS_PER_EXECUTION), verbose=0)  # build and trace outside the timing
