@@ -268,10 +268,11 @@ def main(argv=None) -> int:
     parser.add_argument("--project-seeds", default="0,1,2", help="the project's search runs, one per seed")
     parser.add_argument("--random-seeds", default="1,2,3", help="RandomSearch runs, one per seed")
     args = parser.parse_args(argv)
-    from mnist_opt.runtime import quiet_tensorflow
+    from mnist_opt.runtime import quiet_tensorflow, training_dtype
 
     quiet_tensorflow()
-    results = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine()}
+    precision = training_dtype() or "float32"  # $MNIST_OPT_PRECISION; subprocesses inherit it
+    results = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "precision": precision}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for part in args.parts.split(","):
@@ -289,7 +290,7 @@ def main(argv=None) -> int:
                 results["search"] = search_efficiency(args.search_minutes, work, seeds(args.project_seeds),
                                                       seeds(args.random_seeds))
             # Parts of one day's record may come from different code, and from different machines.
-            results[part].update(commit=commit(), machine=machine())
+            results[part].update(commit=commit(), machine=machine(), precision=precision)
             print(json.dumps(results[part])[:600], flush=True)
     out = HERE / "results" / time.strftime("%Y-%m-%d")
     out.parent.mkdir(exist_ok=True)
@@ -377,7 +378,8 @@ def machine() -> dict:
 
 
 def summary(r: dict) -> str:
-    lines = [f"# mnist-opt benchmarks, {r['date']}", "", f"Machine: {r['machine']}", ""]
+    lines = [f"# mnist-opt benchmarks, {r['date']}", "", f"Machine: {r['machine']}",
+             f"Training precision: {r.get('precision', 'float32')}", ""]
     if "throughput" in r:
         t = r["throughput"]
         lines += [f"- Training throughput: project {t['project_images_per_s']} img/s vs plain "

@@ -49,6 +49,21 @@ def test_bad_input_exits_2_with_a_message_and_writes_nothing(seed, tmp_path, mak
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("command", ["tune", "train"])
+def test_unknown_precision_exits_2_and_writes_nothing(seed, tmp_path, monkeypatch, command):
+    from mnist_opt import runtime
+
+    monkeypatch.setenv("MNIST_OPT_PRECISION", "half")
+    runtime.training_dtype.cache_clear()
+    try:
+        result = runner.invoke(app, [command, "--run-dir", str(tmp_path / "run")])
+    finally:
+        runtime.training_dtype.cache_clear()
+    assert result.exit_code == 2, result.output
+    assert "MNIST_OPT_PRECISION='half': expected one of auto, float32, bfloat16" in result.output
+    assert not (tmp_path / "run").exists()
+
+
 def test_bad_option_values_exit_2(seed, tmp_path):
     for args in (["tune", "--tuner", "grid"], ["tune", "--max-trials", "0"], ["tune", "--max-epochs", "-1"]):
         result = runner.invoke(app, [*args, "--run-dir", str(tmp_path / "run")])

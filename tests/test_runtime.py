@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from mnist_opt import runtime
+from mnist_opt.errors import InputError
 
 
 def _fit_once(callbacks=()):
@@ -70,3 +71,33 @@ def test_a_process_that_ignores_ctrl_c_keeps_ignoring_it():
             assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
+def precision(monkeypatch):
+    """Set $MNIST_OPT_PRECISION for one test; training_dtype() reads it afresh."""
+    def set_to(value):
+        monkeypatch.setenv("MNIST_OPT_PRECISION", value)
+        runtime.training_dtype.cache_clear()
+    yield set_to
+    runtime.training_dtype.cache_clear()  # monkeypatch restores the variable after this
+
+
+def test_precision_can_be_forced_either_way(precision):
+    precision("float32")
+    assert runtime.training_dtype() is None
+    precision(" BFloat16 ")
+    assert runtime.training_dtype() == "mixed_bfloat16"
+
+
+def test_auto_precision_follows_the_cpu(precision):
+    precision("auto")
+    with open("/proc/cpuinfo") as f:
+        bf16 = bool({"avx512_bf16", "amx_bf16"} & set(next(l for l in f if l.startswith("flags")).split()))
+    assert runtime.training_dtype() == ("mixed_bfloat16" if bf16 else None)
+
+
+def test_unknown_precision_is_an_input_error(precision):
+    precision("fp16")
+    with pytest.raises(InputError, match=r"MNIST_OPT_PRECISION='fp16': expected one of auto, float32, bfloat16"):
+        runtime.training_dtype()

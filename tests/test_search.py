@@ -40,7 +40,10 @@ def test_smoke_search_saves_a_loadable_best_model(seed, smoke_run):
     assert len(model.layers) == len(build_cnn(best["hyperparameters"]).layers)
     probs = model.predict(np.zeros((3, 28, 28, 1), "float32"), verbose=0)
     assert probs.shape == (3, 10)
+    # Saved in float32 and uncompiled, whatever precision it trained in.
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"} and not model.compiled
     config = json.loads((run_dir / "config.json").read_text())
+    assert config["precision"] == (runtime.training_dtype() or "float32")
     assert config["tune"]["seed"] == config["search"]["seed"]
     assert config["search"]["data_sha256"] == "06b0d1f124c4e5fa796686ade41a9b778edacc8622f2195a352ef479ad44fc16"
     assert set(config["packages"]) >= {"tensorflow", "keras", "keras-tuner", "tensorflow-model-optimization"}

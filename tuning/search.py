@@ -279,12 +279,13 @@ def start(cfg: TuneConfig, write: bool = True) -> tuple:
     """Inputs first, so that bad input writes nothing; then the run directory (new, resumed or cleared)."""
     space = space_module.load(cfg.space)
     split = data.load_split(cfg.seed, cfg.data)
+    precision = runtime.training_dtype() or "float32"  # $MNIST_OPT_PRECISION, checked before anything is written
     settings = dict(cfg.search_settings(), space_sha256=_sha256(space.text), data_sha256=split.content_sha256)
     run_dir = prepare_run_dir(cfg, settings)
     if write:
         runio.write_json(run_dir / "config.json", {
             "tune": cfg.to_dict(), "search": settings, "space_path": space.path, "data_source": split.source,
-            "packages": package_versions(),
+            "precision": precision, "packages": package_versions(),
         })
     return space, split, run_dir
 
