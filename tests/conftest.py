@@ -22,6 +22,18 @@ def seed():
     return SEED
 
 
+@pytest.fixture
+def precision(monkeypatch):
+    """Set $MNIST_OPT_PRECISION for one test; runtime.training_dtype() reads it afresh."""
+    from mnist_opt import runtime
+
+    def set_to(value):
+        monkeypatch.setenv("MNIST_OPT_PRECISION", value)
+        runtime.training_dtype.cache_clear()
+    yield set_to
+    runtime.training_dtype.cache_clear()  # monkeypatch restores the variable after this
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """The issue's smoke search, run through the CLI once per session.

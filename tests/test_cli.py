@@ -50,15 +50,9 @@ def test_bad_input_exits_2_with_a_message_and_writes_nothing(seed, tmp_path, mak
 
 
 @pytest.mark.parametrize("command", ["tune", "train"])
-def test_unknown_precision_exits_2_and_writes_nothing(seed, tmp_path, monkeypatch, command):
-    from mnist_opt import runtime
-
-    monkeypatch.setenv("MNIST_OPT_PRECISION", "half")
-    runtime.training_dtype.cache_clear()
-    try:
-        result = runner.invoke(app, [command, "--run-dir", str(tmp_path / "run")])
-    finally:
-        runtime.training_dtype.cache_clear()
+def test_unknown_precision_exits_2_and_writes_nothing(seed, tmp_path, precision, command):
+    precision("half")
+    result = runner.invoke(app, [command, "--run-dir", str(tmp_path / "run")])
     assert result.exit_code == 2, result.output
     assert "MNIST_OPT_PRECISION='half': expected one of auto, float32, bfloat16" in result.output
     assert not (tmp_path / "run").exists()

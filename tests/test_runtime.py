@@ -73,16 +73,6 @@ def test_a_process_that_ignores_ctrl_c_keeps_ignoring_it():
         signal.signal(signal.SIGINT, previous)
 
 
-@pytest.fixture
-def precision(monkeypatch):
-    """Set $MNIST_OPT_PRECISION for one test; training_dtype() reads it afresh."""
-    def set_to(value):
-        monkeypatch.setenv("MNIST_OPT_PRECISION", value)
-        runtime.training_dtype.cache_clear()
-    yield set_to
-    runtime.training_dtype.cache_clear()  # monkeypatch restores the variable after this
-
-
 def test_precision_can_be_forced_either_way(precision):
     precision("float32")
     assert runtime.training_dtype() is None
