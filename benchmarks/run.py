@@ -363,16 +363,13 @@ def machine() -> dict:
     import os
     import platform
 
+    from mnist_opt.runtime import cpu_info
+
     cpu = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            first = f.read().split("\n\n")[0]  # the first core's block
-        info = {key.strip(): value.strip() for key, value in (line.split(":", 1) for line in first.splitlines() if ":" in line)}
+    if info := cpu_info():
         flags = set(info.get("flags", "").split())
         cpu = {"model": info.get("model name"), "family": info.get("cpu family"), "model_number": info.get("model"),
                "vector": [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16") if f in flags]}
-    except OSError:
-        pass
     return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
             "python": platform.python_version(), **cpu}
 

@@ -83,12 +83,17 @@ def training_dtype() -> str | None:
                          "or unset it for auto (bfloat16 where the CPU has bfloat16 units, else float32)")
     if choice != "auto":
         return PRECISIONS[choice]
+    return "mixed_bfloat16" if {"avx512_bf16", "amx_bf16"} & set(cpu_info().get("flags", "").split()) else None
+
+
+def cpu_info() -> dict:
+    """The first core's fields in /proc/cpuinfo ("model name", "flags", ...); {} where there is none."""
     try:
         with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
+            first = f.read().split("\n\n")[0]
     except OSError:
-        return None
-    return "mixed_bfloat16" if {"avx512_bf16", "amx_bf16"} & set(flags) else None
+        return {}
+    return {key.strip(): value.strip() for key, value in (line.split(":", 1) for line in first.splitlines() if ":" in line)}
 
 
 def rss_mib() -> float | None:
