@@ -1,0 +1,73 @@
+"""How the benchmark scores the search part: what counts as a side reaching a level, and when the target is met.
+
+The curves are made up; the search itself takes an hour and runs only in `benchmarks/run.py`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location("bench_run", Path(__file__).parents[1] / "benchmarks" / "run.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+# Three runs a side, 10 minutes each: (seconds at a trial's end, its val_accuracy).
+PROJECT = {"0": [(5, 0.95), (60, 0.98), (300, 0.991)],
+           "1": [(6, 0.96), (90, 0.985), (320, 0.9905)],
+           "2": [(5, 0.94), (100, 0.982)]}
+RANDOM = {"1": [(40, 0.981), (240, 0.992)],
+          "2": [(50, 0.983), (150, 0.986)],
+          "3": [(45, 0.98), (170, 0.985)]}
+
+
+def score(random_ended: dict) -> dict:
+    return bench.score_search(PROJECT, RANDOM, 10.0, {"project": dict.fromkeys(PROJECT, True), "random": random_ended})
+
+
+def test_a_level_both_reach_is_a_ratio_of_median_times():
+    s = score(dict.fromkeys(RANDOM, True))
+    t = s["seconds_to"]["0.98"]
+    assert (t["project_median"], t["random_median"]) == (90, 45)
+    assert bench.search_ratio(t, 10.0) == (2.0, "ratio")
+    assert not bench.ratio_met(bench.search_ratio(t, 10.0))
+    assert s["target_val_accuracy"] == 0.986  # medians of the bests: project 0.9905, RandomSearch 0.986
+
+
+def test_a_level_randomsearch_ends_without_is_met_when_the_project_reaches_it():
+    t = score(dict.fromkeys(RANDOM, True))["seconds_to"]["0.99"]
+    assert t["random_median"] is None and t["random_never"]
+    ratio = bench.search_ratio(t, 10.0)
+    assert ratio == (None, "never") and bench.ratio_met(ratio)
+    assert "never" in bench.ratio_text(ratio)
+
+
+def test_a_level_randomsearch_might_have_reached_after_the_cut_is_only_a_bound():
+    # Runs 2 and 3 were cut off by the budget: either might have got to 0.99 later.
+    t = score({"1": True, "2": False, "3": False})["seconds_to"]["0.99"]
+    assert t["random_median"] is None and not t["random_never"]
+    assert bench.search_ratio(t, 10.0) == (pytest.approx(320 / 600), "bound")
+    assert not bench.ratio_met(bench.search_ratio(t, 10.0))  # 0.53x is not <= 0.5x
+
+
+def test_one_cut_run_does_not_stop_the_median_from_being_never():
+    # Runs 2 and 3 ended without 0.99; run 1, cut off, reached it. The median run still ends without it.
+    t = score({"1": False, "2": True, "3": True})["seconds_to"]["0.99"]
+    assert t["random_never"]
+
+
+def test_a_level_the_project_misses_is_not_met_whatever_randomsearch_did():
+    times = {"project_median": bench.median_time(PROJECT, 0.995), "random_median": None, "random_never": True}
+    assert times["project_median"] is None
+    assert bench.search_ratio(times, 10.0) is None and not bench.ratio_met(None)
+
+
+def test_targets_table_has_a_line_per_level_with_its_verdict():
+    r = {"search": score(dict.fromkeys(RANDOM, True))}
+    rows = {row["target"]: row["met"] for row in bench.targets(r)}
+    assert rows["search: time to val_accuracy 0.99 <= 0.5x RandomSearch's"] is True
+    assert rows["search: time to val_accuracy 0.98 <= 0.5x RandomSearch's"] is False
+    assert "ended by themselves within the budget: project 3 of 3, RandomSearch 3 of 3" in bench.summary(
+        {**r, "date": "d", "machine": {}, "precision": "float32"})
