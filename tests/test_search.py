@@ -108,6 +108,25 @@ def test_nan_loss_fails_the_trial_early(seed, tmp_path, monkeypatch):
     assert all(t["epochs"] == 3 and t["val_accuracy"] is None for t in trials)
 
 
+def test_hyperband_trains_the_best_first_model_on_after_three_trials(seed, tmp_path, monkeypatch):
+    """The default tuner promotes early (tuning.schedule): at max_epochs 9, the fourth trial is already
+    the best one-epoch model's, trained on from its checkpoint for epochs 2 and 3."""
+    from tuning import data, space as space_module
+
+    loaded = []
+    real_load = keras.Model.load_weights
+    monkeypatch.setattr(keras.Model, "load_weights", lambda self, path, *a, **k: (loaded.append(str(path)),
+                                                                                  real_load(self, path, *a, **k))[1])
+    cfg = _cfg(tmp_path, tuner="hyperband", max_trials=4, max_epochs=9)
+    records = search.search(cfg, space_module.load(cfg.space), data.load_split(cfg.seed), search.prepare_run_dir(cfg, {}))
+    assert [r["status"] for r in records] == ["completed"] * 4
+    assert [r["epochs"] for r in records] == [1, 1, 1, 3] and [r["epochs_run"] for r in records] == [1, 1, 1, 2]
+    top = max(r["val_accuracy"] for r in records[:3])
+    parent = next(r for r in records[:3] if r["val_accuracy"] == top)
+    assert records[3]["hyperparameters"] == parent["hyperparameters"]
+    assert any(f"trial_{parent['id']}" in path for path in loaded)  # its weights, not a fresh model
+
+
 def _search_records(tmp_path, name, seed_value):
     from tuning import data, space as space_module
 
