@@ -108,16 +108,16 @@ def test_nan_loss_fails_the_trial_early(seed, tmp_path, monkeypatch):
     assert all(t["epochs"] == 3 and t["val_accuracy"] is None for t in trials)
 
 
-def test_hyperband_trains_the_best_first_model_on_after_three_trials(seed, tmp_path, monkeypatch):
-    """The default tuner promotes early (tuning.schedule): at max_epochs 9, the fourth trial is already
-    the best one-epoch model's, trained on from its checkpoint for epochs 2 and 3."""
+def test_hyperband_trains_the_best_first_model_on_from_its_checkpoint(seed, tmp_path, monkeypatch):
+    """The default tuner: at max_epochs 3, three one-epoch trials, then the best one's model trained on
+    for epochs 2 and 3 from its own weights, not built afresh."""
     from tuning import data, space as space_module
 
     loaded = []
     real_load = keras.Model.load_weights
     monkeypatch.setattr(keras.Model, "load_weights", lambda self, path, *a, **k: (loaded.append(str(path)),
                                                                                   real_load(self, path, *a, **k))[1])
-    cfg = _cfg(tmp_path, tuner="hyperband", max_trials=4, max_epochs=9)
+    cfg = _cfg(tmp_path, tuner="hyperband", max_trials=4, max_epochs=3)
     records = search.search(cfg, space_module.load(cfg.space), data.load_split(cfg.seed), search.prepare_run_dir(cfg, {}))
     assert [r["status"] for r in records] == ["completed"] * 4
     assert [r["epochs"] for r in records] == [1, 1, 1, 3] and [r["epochs_run"] for r in records] == [1, 1, 1, 2]

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 @dataclass(frozen=True)
 class TuneConfig:
     space: str = "default"  # built-in name or path; `default` covers the classic CNN design choices
-    tuner: str = "hyperband"  # spends little on bad trials: most get 1-2 epochs, the best get max_epochs, early
+    tuner: str = "hyperband"  # spends little on bad trials: most get 1-2 epochs, the best get max_epochs
     max_trials: int | None = None  # None: 20 for random/bayesian, Hyperband's own schedule for hyperband
     max_epochs: int = 9  # per trial; Hyperband at 9 tries 17 models, most for 1-3 epochs
     train_subset: int | None = 12000  # images per trial epoch, from all 54k: ranks models at ~1/4 of the cost

@@ -31,7 +31,6 @@ from keras_tuner.engine import trial as trial_module
 from mnist_opt import runio, runtime
 from mnist_opt.errors import RunDirError, SearchFailed
 from tuning import data, pipeline, space as space_module, train
-from tuning.schedule import AsyncHyperband
 from tuning.config import TuneConfig
 from tuning.hypermodel import CNNHyperModel, count_params, estimate_int8_bytes, sample
 
@@ -167,7 +166,7 @@ class TrialRecorder:
 
 
 TUNER_CLASSES = {
-    "hyperband": AsyncHyperband,  # Hyperband's brackets, promoting as soon as a trial ranks (tuning.schedule)
+    "hyperband": keras_tuner.Hyperband,
     "random": keras_tuner.RandomSearch,
     "bayesian": keras_tuner.BayesianOptimization,
 }
