@@ -113,10 +113,13 @@ def test_hyperband_trains_the_best_first_model_on_from_its_checkpoint(seed, tmp_
     for epochs 2 and 3 from its own weights, not built afresh."""
     from tuning import data, space as space_module
 
-    loaded = []
-    real_load = keras.Model.load_weights
-    monkeypatch.setattr(keras.Model, "load_weights", lambda self, path, *a, **k: (loaded.append(str(path)),
-                                                                                  real_load(self, path, *a, **k))[1])
+    loaded, real_load = [], keras.Model.load_weights
+
+    def load_weights(self, path, *args, **kwargs):  # Keras Tuner's hand-over of a trial's model
+        loaded.append(str(path))
+        return real_load(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "load_weights", load_weights)
     cfg = _cfg(tmp_path, tuner="hyperband", max_trials=4, max_epochs=3)
     records = search.search(cfg, space_module.load(cfg.space), data.load_split(cfg.seed), search.prepare_run_dir(cfg, {}))
     assert [r["status"] for r in records] == ["completed"] * 4
