@@ -69,6 +69,8 @@ DATA_HELP = "MNIST .npz file (default: $MNIST_NPZ, then the bundled copy, then K
 def tune(
     space: str = typer.Option(T.space, help="Search space: a built-in name (default, tiny) or a .toml path."),
     tuner: TunerName = typer.Option(TunerName(T.tuner), help="Search algorithm."),
+    starts: bool = typer.Option(T.starts, help="Train the space's [[start]] designs first; --no-starts: only "
+                                "what the tuner draws."),
     max_trials: Optional[int] = typer.Option(None, min=1, help="Trials at most (default: 20; Hyperband: its schedule)."),
     max_epochs: int = typer.Option(T.max_epochs, min=1, help="Epochs per trial at most."),
     train_subset: int = typer.Option(T.train_subset, min=100, help="Images per trial epoch, drawn on through all training images."),
@@ -104,7 +106,7 @@ def tune(
     if roles and search_minutes is not None:
         typer.echo(f"Error: --search-minutes works in one process, not with {roles[0]}; use --max-trials", err=True)
         raise typer.Exit(2)
-    cfg = T(space=space, tuner=tuner.value, max_trials=max_trials, max_epochs=max_epochs,
+    cfg = T(space=space, tuner=tuner.value, starts=starts, max_trials=max_trials, max_epochs=max_epochs,
                      train_subset=train_subset, final_epochs=final_epochs, seed=seed, max_params=max_params, max_kb=max_kb,
                      data=str(data) if data else None, run_dir=str(run_dir or _default_run_dir()),
                      overwrite=overwrite, search_minutes=search_minutes, final_minutes=final_minutes)

@@ -109,8 +109,9 @@ def test_nan_loss_fails_the_trial_early(seed, tmp_path, monkeypatch):
 
 
 def test_hyperband_trains_the_best_first_model_on_from_its_checkpoint(seed, tmp_path, monkeypatch):
-    """The default tuner: at max_epochs 3, three one-epoch trials, then the best one's model trained on
-    for epochs 2 and 3 from its own weights, not built afresh."""
+    """The default tuner and space, at max_epochs 3: the space's starting point for 3 epochs, three
+    one-epoch trials, then the best one's model trained on for epochs 2 and 3 from its own weights,
+    not built afresh."""
     from tuning import data, space as space_module
 
     loaded, real_load = [], keras.Model.load_weights
@@ -120,12 +121,15 @@ def test_hyperband_trains_the_best_first_model_on_from_its_checkpoint(seed, tmp_
         return real_load(self, path, *args, **kwargs)
 
     monkeypatch.setattr(keras.Model, "load_weights", load_weights)
-    cfg = _cfg(tmp_path, tuner="hyperband", max_trials=4, max_epochs=3)
-    records = search.search(cfg, space_module.load(cfg.space), data.load_split(cfg.seed), search.prepare_run_dir(cfg, {}))
-    assert [r["status"] for r in records] == ["completed"] * 4
-    assert [r["epochs"] for r in records] == [1, 1, 1, 3] and [r["epochs_run"] for r in records] == [1, 1, 1, 2]
-    parent = max(records[:3], key=lambda r: r["val_accuracy"])  # Keras Tuner ranks by score alone
-    assert records[3]["hyperparameters"] == parent["hyperparameters"]
+    cfg = _cfg(tmp_path, tuner="hyperband", max_trials=5, max_epochs=3)
+    space = space_module.load(cfg.space)
+    records = search.search(cfg, space, data.load_split(cfg.seed), search.prepare_run_dir(cfg, {}))
+    assert [r["status"] for r in records] == ["completed"] * 5
+    assert [r["start"] for r in records] == [True, False, False, False, False]
+    assert records[0]["hyperparameters"] == space.starts[0]
+    assert [r["epochs"] for r in records] == [3, 1, 1, 1, 3] and [r["epochs_run"] for r in records] == [3, 1, 1, 1, 2]
+    parent = max(records[1:4], key=lambda r: r["val_accuracy"])  # Keras Tuner ranks by score alone
+    assert records[4]["hyperparameters"] == parent["hyperparameters"]
     assert any(f"trial_{parent['id']}" in path for path in loaded)  # its weights, not a fresh model
 
 
@@ -239,6 +243,27 @@ def test_max_kb_from_the_command_line(tmp_path):
     result = CliRunner().invoke(app, ["tune", "--max-kb", "1", "--max-trials", "2", "--tuner", "random",
                                       "--train-subset", "500", "--run-dir", str(tmp_path / "run")])
     assert result.exit_code == 1 and "> --max-kb 1" in result.output and "2 skipped" in result.output
+
+
+def test_every_tuner_trains_the_starts_first_and_no_starts_leaves_them_out(seed, tmp_path):
+    from typer.testing import CliRunner
+
+    from mnist_opt.cli import app
+    from tuning import data, space as space_module
+
+    space, split, lines = space_module.load("default"), data.load_split(0), []
+    for tuner in ("random", "bayesian"):
+        cfg = _cfg(tmp_path, tuner=tuner, run_dir=str(tmp_path / tuner))
+        records = search.search(cfg, space, split, search.prepare_run_dir(cfg, {}), lines.append)
+        assert [(r["status"], r["start"]) for r in records] == [("completed", True), ("completed", False)]
+        assert records[0]["hyperparameters"] == space.starts[0] != records[1]["hyperparameters"]
+    assert sum("starting point: blocks=2x1 filters=32,32" in line for line in lines) == 2
+    result = CliRunner().invoke(app, ["tune", "--no-starts", "--tuner", "bayesian", "--max-trials", "2", "--max-epochs",
+                                      "1", "--train-subset", "500", "--final-epochs", "1", "--run-dir", str(tmp_path / "cli")])
+    assert result.exit_code == 0, result.output
+    trials = json.loads((tmp_path / "cli" / "trials.json").read_text())
+    assert len(trials) == 2 and not any(t["start"] or t["hyperparameters"] == space.starts[0] for t in trials)
+    assert json.loads((tmp_path / "cli" / "config.json").read_text())["search"]["starts"] is False
 
 
 def test_search_minutes_starts_no_trial_after_the_budget(seed, tmp_path):

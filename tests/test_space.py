@@ -60,6 +60,57 @@ def test_unknown_space_name_lists_builtins(seed):
         space.load("no-such-space")
 
 
+START = """
+[[start]]
+conv_blocks = 2
+filters = [16, 8]
+dropout = 0.3
+learning_rate = 0.005
+"""
+
+
+def test_starts_parse_into_flat_values_the_space_allows(seed):
+    s = space.parse(GOOD + START + START.replace("[16, 8]", "[8]").replace("= 2", "= 1"), "good.toml")
+    first, second = s.starts
+    assert first == {**{k: p.value for k, p in s.params.items() if isinstance(p, space.Fixed)},
+                     "conv_blocks": 2, "filters_0": 16, "filters_1": 8, "dropout": 0.3, "learning_rate": 0.005}
+    assert "filters" not in first and second["conv_blocks"] == 1 and "filters_1" not in second
+    assert space.parse(GOOD, "good.toml").starts == ()
+
+
+def test_the_default_space_starts_from_the_classic_keras_convnet(seed):
+    (start,) = space.load("default").starts
+    assert (start["conv_blocks"], start["filters_0"], start["filters_1"], start["dropout"]) == (2, 32, 32, 0.5)
+    assert start["rotation"] == start["zoom"] == start["translation"] == 0.0 and start["learning_rate"] == 1e-3
+
+
+@pytest.mark.parametrize("change, expected", [
+    (("dropout = 0.3", ""), "start 1: dropout: missing; a starting point gives every searched hyperparameter"),
+    (("dropout = 0.3", "dropout = 0.35"), "start 1: dropout: expected a value in the space's range [0.0, 0.5] "
+                                          "on its steps of 0.1, got 0.35"),
+    (("dropout = 0.3", "dropout = 0.6"), "dropout: expected a value in the space's range [0.0, 0.5]"),
+    (("[16, 8]", "[16, 64]"), "start 1: filters: expected one of the space's choices [8, 16], got 64"),
+    (("[16, 8]", "[16]"), "filters: expected a list of 2 values, one per conv block (conv_blocks = 2), got [16]"),
+    (("[16, 8]", "16"), "filters: expected a list of 2 values"),
+    (("conv_blocks = 2", "conv_blocks = 3"), "start 1: conv_blocks: expected one of the space's choices [1, 2], got 3"),
+    (("dropout = 0.3", "dropout = 0.3\nbatch_norm = false"), "batch_norm: expected the space's fixed value True "
+                                                              "(or leave it out), got False"),
+    (("dropout = 0.3", "dropout = 0.3\nwidth = 2"), "start 1: width: unknown key"),
+    (("learning_rate = 0.005", "learning_rate = '0.005'"), "learning_rate: expected a number"),
+    (("[[start]]", "[[starts]]"), "unknown top-level key 'starts'; allowed: 'description', a [hyperparameters] "
+                                  "table and [[start]] tables"),
+])
+def test_bad_starts_name_the_start_key_and_value(seed, change, expected):
+    with pytest.raises(SearchSpaceError) as info:
+        space.parse(GOOD + START.replace(*change), "bad.toml")
+    assert "bad.toml" in str(info.value) and expected in str(info.value)
+
+
+def test_a_start_that_is_not_a_table_is_refused(seed):
+    with pytest.raises(SearchSpaceError, match="start: expected \\[\\[start\\]\\] tables"):
+        space.parse("start = 3\n" + GOOD, "bad.toml")
+
+
 def test_corners(seed):
     s = space.load("default")
     low, high = s.corner("low"), s.corner("high")
@@ -90,9 +141,11 @@ def _toml(value) -> str:
 
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.sampled_from(list(space.PARAMS) + ["bogus"]), toml_values, max_size=6),
+       st.dictionaries(st.sampled_from(list(space.PARAMS) + ["bogus"]), toml_values, max_size=6),
        st.text(max_size=40))
-def test_any_document_loads_or_raises_search_space_error(table, noise):
-    docs = ["[hyperparameters]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in table.items()), noise]
+def test_any_document_loads_or_raises_search_space_error(table, start, noise):
+    doc = "[hyperparameters]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in table.items())
+    docs = [doc, doc + "[[start]]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in start.items()), noise]
     for doc in docs:
         try:
             s = space.parse(doc, "fuzz.toml")
@@ -103,3 +156,6 @@ def test_any_document_loads_or_raises_search_space_error(table, noise):
             vals = (param.value,) if isinstance(param, space.Fixed) else (
                 param.values if isinstance(param, space.Choice) else (param.min, param.max))
             assert all(spec.accepts(v) for v in vals), (key, param)
+        for values in s.starts:  # and so is every starting point
+            assert values["conv_blocks"] in (1, 2, 3)
+            assert all(space.PARAMS["filters"].accepts(values[f"filters_{b}"]) for b in range(values["conv_blocks"]))

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 @dataclass(frozen=True)
 class TuneConfig:
     space: str = "default"  # built-in name or path; `default` covers the classic CNN design choices
+    starts: bool = True  # train the space's [[start]] designs first: a sound model within seconds
     tuner: str = "hyperband"  # spends little on bad trials: most get 1-2 epochs, the best get max_epochs
     max_trials: int | None = None  # None: 20 for random/bayesian, Hyperband's own schedule for hyperband
     max_epochs: int = 9  # per trial; Hyperband at 9 tries 17 models, most for 1-3 epochs

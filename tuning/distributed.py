@@ -199,6 +199,7 @@ class Workers:
     def command(self, name: str) -> list[str]:
         c = self.cfg
         args = [sys.executable, "-m", "mnist_opt", "tune", "--space", c.space, "--tuner", c.tuner,
+                "--starts" if c.starts else "--no-starts",
                 "--max-epochs", str(c.max_epochs), "--final-epochs", str(c.final_epochs), "--seed", str(c.seed),
                 "--run-dir", c.run_dir, "--worker", self.address, "--worker-id", name, "--threads", str(self.threads)]
         for option, value in (("--max-trials", c.max_trials), ("--train-subset", c.train_subset),

@@ -30,7 +30,7 @@ from keras_tuner.engine import trial as trial_module
 
 from mnist_opt import runio, runtime
 from mnist_opt.errors import RunDirError, SearchFailed
-from tuning import data, pipeline, space as space_module, train
+from tuning import data, oracles, pipeline, space as space_module, train
 from tuning.config import TuneConfig
 from tuning.hypermodel import CNNHyperModel, count_params, estimate_int8_bytes, sample
 
@@ -66,6 +66,11 @@ class TrialRecorder:
     Placed before a Keras Tuner class (Hyperband, RandomSearch, ...) in the MRO,
     so that tuner's own trial schedule is kept as it is.
     """
+
+    def __init__(self, oracle, **kwargs):
+        # The oracle comes made, with the space's starting points (`make_tuner`): the Keras Tuner
+        # class adds only how it runs a trial. Its own __init__, which makes a plain oracle, is skipped.
+        keras_tuner.Tuner.__init__(self, oracle=oracle, **kwargs)
 
     def setup(self, cfg: TuneConfig, split: data.Split, run_dir: Path, log: Log, trials_path: Path | None = None):
         self.cfg, self.split, self.run_dir, self.log = cfg, split, run_dir, log
@@ -153,6 +158,7 @@ class TrialRecorder:
         return {
             "id": trial.trial_id,
             "status": status,
+            "start": self.cfg.starts and oracles.is_start(trial.trial_id, self.hypermodel.space.starts),
             "hyperparameters": values,
             "epochs": hp.get("tuner/epochs", self.cfg.max_epochs),
             "val_accuracy": float(trial.score) if status == "completed" else None,
@@ -165,10 +171,10 @@ class TrialRecorder:
         }
 
 
-TUNER_CLASSES = {
-    "hyperband": keras_tuner.Hyperband,
-    "random": keras_tuner.RandomSearch,
-    "bayesian": keras_tuner.BayesianOptimization,
+TUNERS = {  # how each tuner runs a trial, and the oracle that chooses them
+    "hyperband": (keras_tuner.Hyperband, oracles.HyperbandOracle),
+    "random": (keras_tuner.Tuner, oracles.RandomSearchOracle),
+    "bayesian": (keras_tuner.Tuner, oracles.BayesianOptimizationOracle),
 }
 
 
@@ -176,26 +182,24 @@ def make_tuner(cfg: TuneConfig, space, run_dir: Path):
     # Failures are recorded in trials.json and summed up in one line each;
     # Keras Tuner would also print every traceback to stdout.
     keras_tuner.src.config.DEBUG = False
-    base = TUNER_CLASSES[cfg.tuner]
+    base, oracle_class = TUNERS[cfg.tuner]
     cls = type(f"Recording{base.__name__}", (TrialRecorder, base), {})
     kwargs = dict(
-        hypermodel=CNNHyperModel(space, train.STEPS_PER_EXECUTION, runtime.training_dtype()),
         objective=keras_tuner.Objective("val_accuracy", "max"),
         # Keras Tuner treats seed 0 as "no seed" and draws a random one: shift ours off zero.
         seed=cfg.seed % (2**31 - 1) + 1,
-        directory=str(run_dir),
-        project_name="tuner",
-        overwrite=False,
         max_consecutive_failed_trials=10**9,  # our own rule above ignores skipped trials
+        starts=space.starts if cfg.starts else (),
     )
     if cfg.tuner == "hyperband":
         # With --max-trials, brackets repeat until that many trials ran; without, one Hyperband iteration.
-        tuner = cls(max_epochs=cfg.max_epochs, factor=HYPERBAND_FACTOR, **kwargs,
-                    hyperband_iterations=None if cfg.max_trials else 1)
-        tuner.oracle.max_trials = cfg.max_trials
+        oracle = oracle_class(max_epochs=cfg.max_epochs, factor=HYPERBAND_FACTOR, **kwargs,
+                              hyperband_iterations=None if cfg.max_trials else 1)
+        oracle.max_trials = cfg.max_trials
     else:
-        tuner = cls(max_trials=cfg.trials_limit(), **kwargs)
-    return tuner
+        oracle = oracle_class(max_trials=cfg.trials_limit(), **kwargs)
+    return cls(oracle=oracle, hypermodel=CNNHyperModel(space, train.STEPS_PER_EXECUTION, runtime.training_dtype()),
+               directory=str(run_dir), project_name="tuner", overwrite=False)
 
 
 def describe(record: dict, n: int, total: int | None) -> str:
@@ -208,6 +212,8 @@ def describe(record: dict, n: int, total: int | None) -> str:
              f"lr={v['learning_rate']:.1e}")
     result = (f"val_acc {record['val_accuracy']:.4f}" if record["status"] == "completed"
               else record["status"].upper())
+    if record.get("start"):
+        short = "starting point: " + short
     where = f"{n}/{total}" if total else str(n)
     line = (f"trial {where:>7}  {result:<15} params {record['params']:>9,}  "
             f"{record['seconds']:6.1f}s  ep {record['epochs']}  {short}")

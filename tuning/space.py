@@ -8,8 +8,20 @@ Each key there is one of `PARAMS` and takes one of these forms:
     dropout = { min = 0.0, max = 0.5, step = 0.1 }   # range (ints or floats)
     learning_rate = { min = 1e-4, max = 1e-2, sampling = "log" }
 
-Keys left out take the fixed value in `PARAMS`. Validation names the file,
-the key, the bad value and the allowed form, and nothing is written on error.
+Keys left out take the fixed value in `PARAMS`. Any number of `[[start]]` tables
+may follow: starting points, designs known to work, that every tuner trains first
+(as Ray Tune's `points_to_evaluate` or Optuna's `enqueue_trial` do). A starting point
+gives a value the space allows for every searched key, and `filters` as one value
+per conv block:
+
+    [[start]]
+    conv_blocks = 2
+    filters = [32, 32]
+    dropout = 0.5
+    ...
+
+Validation names the file, the key, the bad value and the allowed form, and nothing
+is written on error.
 """
 
 from __future__ import annotations
@@ -101,6 +113,7 @@ class SearchSpace:
     text: str
     description: str
     params: dict[str, Param]
+    starts: tuple[dict, ...] = ()  # flat values (filters_0, filters_1, ...), as `hypermodel.sample` gives
 
     def corner(self, which: str) -> dict[str, object]:
         """The smallest ("low") or largest ("high") value of every hyperparameter."""
@@ -148,10 +161,10 @@ def parse(text: str, where: str = "<string>") -> SearchSpace:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SearchSpaceError(f"{where}: not valid TOML ({exc})") from exc
-    unknown = set(doc) - {"description", "hyperparameters"}
+    unknown = set(doc) - {"description", "hyperparameters", "start"}
     if unknown:
         raise SearchSpaceError(f"{where}: unknown top-level key {sorted(unknown)[0]!r}; "
-                               "allowed: 'description' and a [hyperparameters] table")
+                               "allowed: 'description', a [hyperparameters] table and [[start]] tables")
     description = doc.get("description", "")
     if not isinstance(description, str):
         raise SearchSpaceError(f"{where}: description: expected a string, got {description!r}")
@@ -164,8 +177,53 @@ def parse(text: str, where: str = "<string>") -> SearchSpace:
             raise SearchSpaceError(f"{where}: hyperparameters.{key}: unknown key; "
                                    f"allowed keys: {', '.join(PARAMS)}")
         params[key] = _param(raw, PARAMS[key], f"{where}: hyperparameters.{key}")
+    starts = doc.get("start", [])
+    if not isinstance(starts, list):
+        raise SearchSpaceError(f"{where}: start: expected [[start]] tables, one per starting point, got {starts!r}")
+    starts = tuple(_start(raw, params, f"{where}: start {i + 1}") for i, raw in enumerate(starts))
     name = Path(where).stem if where.endswith(".toml") else where
-    return SearchSpace(name, where, text, description, params)
+    return SearchSpace(name, where, text, description, params, starts)
+
+
+def _start(raw, params: dict[str, Param], where: str) -> dict:
+    """One [[start]] table as flat values, each one the space allows."""
+    if not isinstance(raw, dict):
+        raise SearchSpaceError(f"{where}: expected a [[start]] table of hyperparameter values, got {raw!r}")
+    if unknown := sorted(set(raw) - set(PARAMS)):
+        raise SearchSpaceError(f"{where}: {unknown[0]}: unknown key; allowed keys: {', '.join(PARAMS)}")
+    values = {key: _start_value(raw, key, param, where) for key, param in params.items() if key != "filters"}
+    blocks, filters = values["conv_blocks"], raw.get("filters")
+    if filters is None and isinstance(params["filters"], Fixed):
+        filters = [params["filters"].value] * blocks
+    if not isinstance(filters, list) or len(filters) != blocks:
+        raise SearchSpaceError(f"{where}: filters: expected a list of {blocks} values, one per conv block "
+                               f"(conv_blocks = {blocks}), got {filters!r}")
+    for b, f in enumerate(filters):
+        values[f"filters_{b}"] = _start_value({"filters": f}, "filters", params["filters"], where)
+    return values
+
+
+def _start_value(raw: dict, key: str, param: Param, where: str):
+    """`raw[key]` if the space allows it (a fixed key may be left out)."""
+    if key not in raw:
+        if isinstance(param, Fixed):
+            return param.value
+        raise SearchSpaceError(f"{where}: {key}: missing; a starting point gives every searched hyperparameter")
+    value, spec = raw[key], PARAMS[key]
+    _check_value(value, spec, f"{where}: {key}")
+    value = _coerce(value, spec)
+    if isinstance(param, Fixed):
+        allowed, form = value == param.value, f"the space's fixed value {param.value!r} (or leave it out)"
+    elif isinstance(param, Choice):
+        allowed, form = value in param.values, f"one of the space's choices {list(param.values)}"
+    else:
+        steps = None if param.step is None else (value - param.min) / param.step
+        allowed = (param.min <= value <= param.max and (steps is None or math.isclose(steps, round(steps), abs_tol=1e-6)))
+        form = f"a value in the space's range [{param.min}, {param.max}]" + (
+            "" if param.step is None else f" on its steps of {param.step}")
+    if not allowed:
+        raise SearchSpaceError(f"{where}: {key}: expected {form}, got {raw[key]!r}")
+    return value
 
 
 def _param(raw, spec: Spec, where: str) -> Param:
