@@ -14,7 +14,10 @@ import keras
 import pytest
 from typer.testing import CliRunner
 
+from mnist_opt import runtime
 from mnist_opt.cli import app
+from tuning import distributed
+from tuning.config import TuneConfig
 from tuning.distributed import SILENT_MIN, parse_address, silent_workers
 from mnist_opt.errors import InputError
 
@@ -153,3 +156,25 @@ def test_a_silent_remote_worker_is_given_up(tmp_path):
     first_seen["3"] -= 10
     (gone,) = silent_workers(oracle, tmp_path, first_seen)
     assert gone[0] == "w0" and "trial given up" in gone[1]
+
+
+@pytest.mark.parametrize("starts", [True, False])
+def test_workers_are_started_with_the_chiefs_search_settings(tmp_path, monkeypatch, starts):
+    """What `--workers N` runs, read back by the CLI: the same search settings as the chief's."""
+    cfg = TuneConfig(space="tiny", tuner="random", starts=starts, max_trials=3, max_epochs=2, train_subset=700,
+                     seed=5, max_params=9000, max_kb=20.0, final_epochs=2, run_dir=str(tmp_path / "run"))
+    seen = []
+
+    def worker(c, address, worker_id, log):
+        seen.append((c, address, worker_id))
+        return {"completed": 0}
+
+    monkeypatch.setattr(distributed, "worker", worker)
+    monkeypatch.setattr(runtime, "set_threads", lambda threads: None)  # this process's TensorFlow is shared
+    command = distributed.worker_command(cfg, "127.0.0.1:8470", "worker0", 1)
+    assert command[1:3] == ["-m", "mnist_opt"]
+    result = CliRunner().invoke(app, command[3:])
+    assert result.exit_code == 0, result.output
+    (c, address, worker_id), = seen
+    assert c.search_settings() == cfg.search_settings() and c.run_dir == cfg.run_dir
+    assert (address, worker_id) == ("127.0.0.1:8470", "worker0")

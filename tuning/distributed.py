@@ -184,6 +184,19 @@ def collect(tuner, run_dir: Path, failed: dict[str, str]) -> list[dict]:
     return records
 
 
+def worker_command(c: TuneConfig, address: str, name: str, threads: int) -> list[str]:
+    """The `mnist-opt tune --worker` command line of worker `name`, with the chief's search settings."""
+    args = [sys.executable, "-m", "mnist_opt", "tune", "--space", c.space, "--tuner", c.tuner,
+            "--starts" if c.starts else "--no-starts",
+            "--max-epochs", str(c.max_epochs), "--final-epochs", str(c.final_epochs), "--seed", str(c.seed),
+            "--run-dir", c.run_dir, "--worker", address, "--worker-id", name, "--threads", str(threads)]
+    for option, value in (("--max-trials", c.max_trials), ("--train-subset", c.train_subset),
+                          ("--max-params", c.max_params), ("--max-kb", c.max_kb), ("--data", c.data)):
+        if value is not None:
+            args += [option, str(value)]
+    return args
+
+
 class Workers:
     """N worker processes on this machine: started, streamed as one view, restarted once if they die."""
 
@@ -196,23 +209,11 @@ class Workers:
         for name in self.restarts:
             self.spawn(name)
 
-    def command(self, name: str) -> list[str]:
-        c = self.cfg
-        args = [sys.executable, "-m", "mnist_opt", "tune", "--space", c.space, "--tuner", c.tuner,
-                "--starts" if c.starts else "--no-starts",
-                "--max-epochs", str(c.max_epochs), "--final-epochs", str(c.final_epochs), "--seed", str(c.seed),
-                "--run-dir", c.run_dir, "--worker", self.address, "--worker-id", name, "--threads", str(self.threads)]
-        for option, value in (("--max-trials", c.max_trials), ("--train-subset", c.train_subset),
-                              ("--max-params", c.max_params), ("--max-kb", c.max_kb), ("--data", c.data)):
-            if value is not None:
-                args += [option, str(value)]
-        return args
-
     def spawn(self, name: str) -> None:
         env = dict(os.environ, OMP_NUM_THREADS=str(self.threads), PYTHONUNBUFFERED="1")
         for key in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
             env.pop(key, None)  # the worker sets its own from --worker
-        proc = subprocess.Popen(self.command(name), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        proc = subprocess.Popen(worker_command(self.cfg, self.address, name, self.threads), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env=env)
         self.procs[name] = proc
         self.log(f"chief: started {name} (pid {proc.pid}, {self.threads} threads)")
