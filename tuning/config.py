@@ -10,7 +10,7 @@ class TuneConfig:
     starts: bool = True  # train the space's [[start]] designs first: a sound model within seconds
     tuner: str = "hyperband"  # spends little on bad trials: most get 1-2 epochs, the best get max_epochs
     max_trials: int | None = None  # None: 20 for random/bayesian, Hyperband's own schedule for hyperband
-    max_epochs: int = 9  # per trial; Hyperband at 9 tries 17 models, most for 1-3 epochs
+    max_epochs: int = 9  # per trial; Hyperband at 9 tries 17 models (after the starts), most for 1-3 epochs
     train_subset: int | None = 12000  # images per trial epoch, from all 54k: ranks models at ~1/4 of the cost
     final_epochs: int = 15  # retrain of the winner on all 54k images, with early stopping on validation
     trial_batch_size: int = 32  # more updates per image: a first-round trial (1 epoch) learns enough to be ranked

@@ -213,8 +213,8 @@ class Workers:
         env = dict(os.environ, OMP_NUM_THREADS=str(self.threads), PYTHONUNBUFFERED="1")
         for key in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
             env.pop(key, None)  # the worker sets its own from --worker
-        proc = subprocess.Popen(worker_command(self.cfg, self.address, name, self.threads), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=env)
+        command = worker_command(self.cfg, self.address, name, self.threads)
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self.procs[name] = proc
         self.log(f"chief: started {name} (pid {proc.pid}, {self.threads} threads)")
         threading.Thread(target=self._stream, args=(name, proc), daemon=True).start()

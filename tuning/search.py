@@ -63,8 +63,8 @@ class _StopSearch(Exception):
 class TrialRecorder:
     """Tuner mixin: runs each trial on the project's input pipeline and records it.
 
-    Placed before a Keras Tuner class (Hyperband, RandomSearch, ...) in the MRO,
-    so that tuner's own trial schedule is kept as it is.
+    Placed before a Keras Tuner class in the MRO (Hyperband, or Tuner itself for random and
+    Bayesian search), so that tuner's own way of running a trial is kept as it is.
     """
 
     def __init__(self, oracle, **kwargs):
