@@ -67,10 +67,11 @@ class TrialRecorder:
     Bayesian search), so that tuner's own way of running a trial is kept as it is.
     """
 
-    def __init__(self, oracle, **kwargs):
-        # The oracle comes made, with the space's starting points (`make_tuner`): the Keras Tuner
+    def __init__(self, oracle, starts: tuple[dict, ...], **kwargs):
+        # The oracle comes made, with the search's starting points (`make_tuner`): the Keras Tuner
         # class adds only how it runs a trial. Its own __init__, which makes a plain oracle, is skipped.
         keras_tuner.Tuner.__init__(self, oracle=oracle, **kwargs)
+        self.starts = starts  # the oracle's; a distributed worker's oracle is a client without them
 
     def setup(self, cfg: TuneConfig, split: data.Split, run_dir: Path, log: Log, trials_path: Path | None = None):
         self.cfg, self.split, self.run_dir, self.log = cfg, split, run_dir, log
@@ -158,7 +159,7 @@ class TrialRecorder:
         return {
             "id": trial.trial_id,
             "status": status,
-            "start": self.cfg.starts and oracles.is_start(trial.trial_id, self.hypermodel.space.starts),
+            "start": oracles.is_start(trial.trial_id, self.starts),
             "hyperparameters": values,
             "epochs": hp.get("tuner/epochs", self.cfg.max_epochs),
             "val_accuracy": float(trial.score) if status == "completed" else None,
@@ -184,12 +185,13 @@ def make_tuner(cfg: TuneConfig, space, run_dir: Path):
     keras_tuner.src.config.DEBUG = False
     base, oracle_class = TUNERS[cfg.tuner]
     cls = type(f"Recording{base.__name__}", (TrialRecorder, base), {})
+    starts = space.starts if cfg.starts else ()
     kwargs = dict(
         objective=keras_tuner.Objective("val_accuracy", "max"),
         # Keras Tuner treats seed 0 as "no seed" and draws a random one: shift ours off zero.
         seed=cfg.seed % (2**31 - 1) + 1,
         max_consecutive_failed_trials=10**9,  # our own rule above ignores skipped trials
-        starts=space.starts if cfg.starts else (),
+        starts=starts,
     )
     if cfg.tuner == "hyperband":
         # With --max-trials, brackets repeat until that many trials ran; without, one Hyperband iteration.
@@ -198,8 +200,9 @@ def make_tuner(cfg: TuneConfig, space, run_dir: Path):
         oracle.max_trials = cfg.max_trials
     else:
         oracle = oracle_class(max_trials=cfg.trials_limit(), **kwargs)
-    return cls(oracle=oracle, hypermodel=CNNHyperModel(space, train.STEPS_PER_EXECUTION, runtime.training_dtype()),
-               directory=str(run_dir), project_name="tuner", overwrite=False)
+    hypermodel = CNNHyperModel(space, train.STEPS_PER_EXECUTION, runtime.training_dtype())
+    return cls(oracle=oracle, starts=starts, hypermodel=hypermodel, directory=str(run_dir), project_name="tuner",
+               overwrite=False)
 
 
 def describe(record: dict, n: int, total: int | None) -> str:

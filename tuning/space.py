@@ -199,7 +199,7 @@ def _start(raw, params: dict[str, Param], where: str) -> dict:
         raise SearchSpaceError(f"{where}: filters: expected a list of {blocks} values, one per conv block "
                                f"(conv_blocks = {blocks}), got {filters!r}")
     for b, f in enumerate(filters):
-        values[f"filters_{b}"] = _start_value({"filters": f}, "filters", params["filters"], where)
+        values[f"filters_{b}"] = _allowed(f, "filters", params["filters"], where)
     return values
 
 
@@ -209,20 +209,26 @@ def _start_value(raw: dict, key: str, param: Param, where: str):
         if isinstance(param, Fixed):
             return param.value
         raise SearchSpaceError(f"{where}: {key}: missing; a starting point gives every searched hyperparameter")
-    value, spec = raw[key], PARAMS[key]
-    _check_value(value, spec, f"{where}: {key}")
-    value = _coerce(value, spec)
+    return _allowed(raw[key], key, param, where)
+
+
+def _allowed(raw, key: str, param: Param, where: str):
+    """`raw`, a starting point's value for `key`, as the space's type; if the space allows it."""
+    spec = PARAMS[key]
+    _check_value(raw, spec, f"{where}: {key}")
+    value = _coerce(raw, spec)
     if isinstance(param, Fixed):
         allowed, form = value == param.value, f"the space's fixed value {param.value!r} (or leave it out)"
     elif isinstance(param, Choice):
         allowed, form = value in param.values, f"one of the space's choices {list(param.values)}"
     else:
         steps = None if param.step is None else (value - param.min) / param.step
-        allowed = (param.min <= value <= param.max and (steps is None or math.isclose(steps, round(steps), abs_tol=1e-6)))
+        on_step = steps is None or math.isclose(steps, round(steps), abs_tol=1e-6)
+        allowed = param.min <= value <= param.max and on_step
         form = f"a value in the space's range [{param.min}, {param.max}]" + (
             "" if param.step is None else f" on its steps of {param.step}")
     if not allowed:
-        raise SearchSpaceError(f"{where}: {key}: expected {form}, got {raw[key]!r}")
+        raise SearchSpaceError(f"{where}: {key}: expected {form}, got {raw!r}")
     return value
 
 
