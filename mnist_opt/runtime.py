@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import signal
 import sys
@@ -132,6 +133,22 @@ def released_custom_gradients():
     finally:
         for name in custom_gradients() - before:
             del ops._gradient_registry._registry[name]
+
+
+@contextmanager
+def frozen_heap():
+    """Leave the objects alive now (TensorFlow, Keras, the data) out of garbage collection in the block.
+
+    Keras Tuner collects garbage twice before every trial, and each full collection walks every
+    object in the process: 0.4 s a trial here, a tenth of a one-epoch trial. What the block
+    creates is collected as usual; the rest is handed back to the collector at its end.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 _interrupted = False

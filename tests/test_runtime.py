@@ -91,3 +91,24 @@ def test_unknown_precision_is_an_input_error(precision):
     precision("fp16")
     with pytest.raises(InputError, match=r"MNIST_OPT_PRECISION='fp16': expected one of auto, float32, bfloat16"):
         runtime.training_dtype()
+
+
+def test_frozen_heap_leaves_old_objects_out_and_collects_new_garbage():
+    import gc
+
+    class Cycle:
+        pass
+
+    assert gc.get_freeze_count() == 0
+    old = [{"id": i} for i in range(1000)]  # alive when the block starts
+    with pytest.raises(RuntimeError):
+        with runtime.frozen_heap():
+            assert gc.get_freeze_count() >= len(old)
+            cycle = Cycle()
+            cycle.self = cycle
+            ref = weakref.ref(cycle)
+            del cycle
+            gc.collect()
+            assert ref() is None  # garbage made inside the block is still collected
+            raise RuntimeError("a trial fails")
+    assert gc.get_freeze_count() == 0  # handed back, however the block ends

@@ -271,7 +271,8 @@ def search(cfg: TuneConfig, space, split: data.Split, run_dir: Path, log: Log = 
     try:
         if reason := tuner.out_of_time():  # a resumed search whose budget is spent
             raise _StopSearch(reason)
-        tuner.search(verbose=0)
+        with runtime.frozen_heap():
+            tuner.search(verbose=0)
     except _StopSearch as stop:
         log(f"search stopped: {stop}")
     return list(tuner.records.values())
