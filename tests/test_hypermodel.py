@@ -132,7 +132,8 @@ def test_compiled_model_makes_no_variable_in_its_first_step():
 
 
 def test_loaded_weights_bring_back_adams_state(tmp_path):
-    """Hyperband's promoted trials load their parent's checkpoint: training goes on, Adam's state too."""
+    """Adam is built at compile time, so a checkpoint's Adam state loads with its weights (the search
+    makes a promoted trial's Adam afresh: TrialRecorder._build_hypermodel)."""
     from tuning.hypermodel import compile_model
 
     values = dict(BASELINE)

@@ -120,7 +120,14 @@ def test_hyperband_trains_the_best_first_model_on_from_its_checkpoint(seed, tmp_
         loaded.append(str(path))
         return real_load(self, path, *args, **kwargs)
 
+    steps_before, real_fit = [], keras.Model.fit
+
+    def fit(self, *args, **kwargs):
+        steps_before.append(int(self.optimizer.iterations))
+        return real_fit(self, *args, **kwargs)
+
     monkeypatch.setattr(keras.Model, "load_weights", load_weights)
+    monkeypatch.setattr(keras.Model, "fit", fit)
     cfg = _cfg(tmp_path, tuner="hyperband", max_trials=5, max_epochs=3)
     space = space_module.load(cfg.space)
     records = search.search(cfg, space, data.load_split(cfg.seed), search.prepare_run_dir(cfg, {}))
@@ -131,6 +138,7 @@ def test_hyperband_trains_the_best_first_model_on_from_its_checkpoint(seed, tmp_
     parent = max(records[1:4], key=lambda r: r["val_accuracy"])  # Keras Tuner ranks by score alone
     assert records[4]["hyperparameters"] == parent["hyperparameters"]
     assert any(f"trial_{parent['id']}" in path for path in loaded)  # its weights, not a fresh model
+    assert steps_before == [0] * 5  # and Adam afresh, not the parent's state (see TrialRecorder.load_model)
 
 
 def _search_records(tmp_path, name, seed_value):
