@@ -138,7 +138,7 @@ def test_hyperband_trains_the_best_first_model_on_from_its_checkpoint(seed, tmp_
     parent = max(records[1:4], key=lambda r: r["val_accuracy"])  # Keras Tuner ranks by score alone
     assert records[4]["hyperparameters"] == parent["hyperparameters"]
     assert any(f"trial_{parent['id']}" in path for path in loaded)  # its weights, not a fresh model
-    assert steps_before == [0] * 5  # and Adam afresh, not the parent's state (see TrialRecorder.load_model)
+    assert steps_before == [0] * 5  # and Adam afresh, not the parent's state (see TrialRecorder._build_hypermodel)
 
 
 def _search_records(tmp_path, name, seed_value):
