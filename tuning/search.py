@@ -86,11 +86,11 @@ class TrialRecorder:
         """The train split as tensors: made once, at the first trial (a distributed chief runs none)."""
         return tf.constant(self.split.x_train), tf.constant(self.split.y_train)
 
-    def values(self, trial) -> dict:
-        return sample(self.hypermodel.space, trial.hyperparameters.copy())
+    def values(self, hp: keras_tuner.HyperParameters) -> dict:
+        return sample(self.hypermodel.space, hp.copy())
 
     def run_trial(self, trial, *args, **kwargs):
-        values = self.values(trial)
+        values = self.values(trial.hyperparameters)
         try:
             params = count_params(values)
             if self.cfg.max_params is not None and params > self.cfg.max_params:
@@ -130,8 +130,7 @@ class TrialRecorder:
         """
         model = super()._build_hypermodel(hp)
         if "tuner/trial_id" in hp.values:
-            compile_model(model, sample(self.hypermodel.space, hp.copy()),
-                          steps_per_execution=self.hypermodel.steps_per_execution)
+            compile_model(model, self.values(hp), steps_per_execution=self.hypermodel.steps_per_execution)
         return model
 
     def on_trial_begin(self, trial):
@@ -160,7 +159,7 @@ class TrialRecorder:
         return None
 
     def record(self, trial, seconds: float) -> dict:
-        values = self.values(trial)
+        values = self.values(trial.hyperparameters)
         hp = trial.hyperparameters.values
         error = self.errors.pop(trial.trial_id, None)
         if trial.status == trial_module.TrialStatus.COMPLETED:
