@@ -150,3 +150,41 @@ def test_loaded_weights_bring_back_adams_state(tmp_path):
     assert int(child.optimizer.iterations) == int(parent.optimizer.iterations) == 4
     for a, b in zip(child.optimizer.variables, parent.optimizer.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_fused_batch_norm_trains_as_keras_does(seed):
+    """The fused kernel is a faster route to Keras' own batch norm: same output, gradients and moving averages."""
+    import tensorflow as tf
+
+    from tuning.hypermodel import BN_MOMENTUM, FusedBatchNormalization
+
+    x = tf.constant(np.random.default_rng(seed).normal(2.0, 3.0, (8, 7, 7, 5)).astype("float32"))
+    layers = [cls(momentum=BN_MOMENTUM) for cls in (keras.layers.BatchNormalization, FusedBatchNormalization)]
+    results = []
+    for layer in layers:
+        layer.build(x.shape)
+        layer.gamma.assign(np.linspace(0.5, 1.5, 5))
+        layer.beta.assign(np.linspace(-1.0, 1.0, 5))
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(tf.sin(y) * tf.range(5, dtype=tf.float32))  # nonlinear: a linear one has zero gradients
+        grads = tape.gradient(loss, [x, layer.gamma, layer.beta])
+        results.append([y, *grads, layer.moving_mean, layer.moving_variance])
+    for keras_own, fused in zip(*results):
+        np.testing.assert_allclose(np.asarray(fused), np.asarray(keras_own), rtol=1e-4, atol=1e-4)
+    assert not np.allclose(layers[1].moving_variance.numpy(), 1.0)  # the moving averages did move
+    # Inference is Keras' own code: on the same variables, the same output.
+    layers[0].set_weights(layers[1].get_weights())
+    np.testing.assert_array_equal(layers[1](x, training=False).numpy(), layers[0](x, training=False).numpy())
+
+
+def test_only_models_built_to_train_have_fused_batch_norm(seed):
+    values = dict(corner_values("default", "high"), batch_norm=True)
+    fused, plain = build_cnn(values, fused_bn=True), build_cnn(values)
+    kinds = lambda m: {type(layer).__name__ for layer in m.layers if "Normalization" in type(layer).__name__}  # noqa: E731
+    assert kinds(fused) == {"FusedBatchNormalization"} and kinds(plain) == {"BatchNormalization"}
+    assert kinds(build_cnn(values, tf_keras, fused_bn=True)) == {"BatchNormalization"}  # tf_keras fuses by itself
+    plain.set_weights(fused.get_weights())  # what train.train does before saving
+    x = np.random.default_rng(seed).random((4, 28, 28, 1), dtype="float32")
+    np.testing.assert_array_equal(fused.predict(x, verbose=0), plain.predict(x, verbose=0))

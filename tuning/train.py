@@ -70,7 +70,7 @@ def train(values: dict, split: Split, epochs: int, batch_size: int, seed: int,
     """
     keras.utils.set_random_seed(seed)
     dtype = runtime.training_dtype()
-    model = build_cnn(values, dtype=dtype)
+    model = build_cnn(values, dtype=dtype, fused_bn=True)
     compile_model(model, values, steps_per_execution=STEPS_PER_EXECUTION)
     train_ds = pipeline.dataset(split.x_train, split.y_train, batch_size,
                                 pipeline.Augment.from_values(values), seed=seed)
@@ -98,7 +98,7 @@ def seconds_per_image(values: dict, split: Split, batch_size: int, steps: int = 
     `steps` batches (rounded up to whole calls of STEPS_PER_EXECUTION) are timed, after one call
     that builds and traces the graph.
     """
-    model = build_cnn(values, dtype=runtime.training_dtype())
+    model = build_cnn(values, dtype=runtime.training_dtype(), fused_bn=True)
     compile_model(model, values, steps_per_execution=STEPS_PER_EXECUTION)
     ds = pipeline.stream(split.x_train, split.y_train, batch_size, pipeline.Augment.from_values(values), seed=0)
     model.fit(ds.take(STEPS_PER_EXECUTION), verbose=0)  # build and trace outside the timing
