@@ -188,3 +188,19 @@ def test_only_models_built_to_train_have_fused_batch_norm(seed):
     plain.set_weights(fused.get_weights())  # what train.train does before saving
     x = np.random.default_rng(seed).random((4, 28, 28, 1), dtype="float32")
     np.testing.assert_array_equal(fused.predict(x, verbose=0), plain.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("channels", [8, 16])  # the kernel runs in float32 on 8, in bfloat16 on 16
+def test_fused_batch_norm_in_mixed_bfloat16_matches_keras(seed, channels):
+    import tensorflow as tf
+
+    from tuning.hypermodel import BN_MOMENTUM, FusedBatchNormalization
+
+    x = tf.cast(np.random.default_rng(seed).normal(2.0, 3.0, (8, 7, 7, channels)), tf.bfloat16)
+    layers = [cls(momentum=BN_MOMENTUM, dtype="mixed_bfloat16")
+              for cls in (keras.layers.BatchNormalization, FusedBatchNormalization)]
+    keras_own, fused = [(layer(x, training=True), layer.moving_mean, layer.moving_variance) for layer in layers]
+    assert fused[0].dtype == keras_own[0].dtype == tf.bfloat16
+    np.testing.assert_allclose(tf.cast(fused[0], tf.float32), tf.cast(keras_own[0], tf.float32), atol=0.05)
+    np.testing.assert_allclose(fused[1], keras_own[1], rtol=1e-3)
+    np.testing.assert_allclose(fused[2], keras_own[2], rtol=1e-3)
