@@ -62,6 +62,13 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def model_to_train(values: dict) -> keras.Model:
+    """`build_cnn(values)` as this toolkit trains it: in `runtime.training_dtype()`, batch norm fused, compiled."""
+    model = build_cnn(values, dtype=runtime.training_dtype(), fused_bn=True)
+    compile_model(model, values, steps_per_execution=STEPS_PER_EXECUTION)
+    return model
+
+
 def train(values: dict, split: Split, epochs: int, batch_size: int, seed: int,
           log: Callable[[str], None] = lambda line: None, minutes: float | None = None) -> tuple[keras.Model, dict]:
     """Train `build_cnn(values)` on the whole train split, early-stopped on validation (and in `minutes`).
@@ -69,9 +76,7 @@ def train(values: dict, split: Split, epochs: int, batch_size: int, seed: int,
     Trains in `runtime.training_dtype()`. Returns an uncompiled float32 model with the best weights, and the history.
     """
     keras.utils.set_random_seed(seed)
-    dtype = runtime.training_dtype()
-    model = build_cnn(values, dtype=dtype, fused_bn=True)
-    compile_model(model, values, steps_per_execution=STEPS_PER_EXECUTION)
+    model = model_to_train(values)
     train_ds = pipeline.dataset(split.x_train, split.y_train, batch_size,
                                 pipeline.Augment.from_values(values), seed=seed)
     val_ds = pipeline.dataset(split.x_val, split.y_val, 1000)
@@ -96,10 +101,9 @@ def seconds_per_image(values: dict, split: Split, batch_size: int, steps: int = 
     """Training time per image of `build_cnn(values)` at `batch_size`, with its augmentation, measured.
 
     `steps` batches (rounded up to whole calls of STEPS_PER_EXECUTION) are timed, after one call
-    that builds and traces the graph.
+    that builds and traces the graph: the same model the retrain trains (`model_to_train`).
     """
-    model = build_cnn(values, dtype=runtime.training_dtype(), fused_bn=True)
-    compile_model(model, values, steps_per_execution=STEPS_PER_EXECUTION)
+    model = model_to_train(values)
     ds = pipeline.stream(split.x_train, split.y_train, batch_size, pipeline.Augment.from_values(values), seed=0)
     model.fit(ds.take(STEPS_PER_EXECUTION), verbose=0)  # build and trace outside the timing
     steps = whole_calls(steps)
