@@ -47,7 +47,41 @@ def test_smoke_search_saves_a_loadable_best_model(seed, smoke_run):
     assert config["tune"]["seed"] == config["search"]["seed"]
     assert config["search"]["data_sha256"] == "06b0d1f124c4e5fa796686ade41a9b778edacc8622f2195a352ef479ad44fc16"
     assert set(config["packages"]) >= {"tensorflow", "keras", "keras-tuner", "tensorflow-model-optimization"}
-    assert any((run_dir / "tensorboard").rglob("*.tfevents.*"))
+    trials = json.loads((run_dir / "trials.json").read_text())
+    for t in trials:  # each trial its own log: HParams, then each epoch's train and validation metrics
+        logs = run_dir / "tensorboard" / t["id"] / "execution0"
+        assert "_hparams_/session_start_info" in _event_tags(logs)
+        assert {"epoch_loss", "epoch_accuracy"} <= _event_tags(logs / "train") & _event_tags(logs / "validation")
+
+
+def _event_tags(directory) -> set:
+    """The summary tags in a TensorBoard log directory's own event files (not its subdirectories')."""
+    import tensorflow as tf
+
+    files = sorted(directory.glob("*.tfevents.*"))
+    assert files, f"no event file in {directory}"
+    return {v.tag for f in files for e in tf.compat.v1.train.summary_iterator(str(f)) for v in e.summary.value}
+
+
+def test_tensorboard_logs_every_epoch_and_does_no_work_per_batch(seed, tmp_path, monkeypatch):
+    import tensorflow.summary as summary  # the module Keras' callback writes through (not always `tf.summary`)
+
+    calls, real_scalar = [], summary.scalar
+
+    def scalar(name, *args, **kwargs):
+        calls.append(name)
+        return real_scalar(name, *args, **kwargs)
+
+    monkeypatch.setattr(summary, "scalar", scalar)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
+    x, y = np.zeros((64, 4), "float32"), keras.utils.to_categorical(np.arange(64) % 2, 2)
+    model.fit(x, y, batch_size=8, epochs=3, validation_data=(x, y), verbose=0,
+              callbacks=[search.TensorBoard(str(tmp_path / "tb"))])
+    # 8 batches an epoch: Keras' own callback also makes a scalar per metric after each batch (48 more here).
+    assert not [name for name in calls if name.startswith("batch_")]
+    assert calls.count("epoch_accuracy") == 6  # train and validation, 3 epochs
+    assert {"epoch_loss", "epoch_accuracy"} <= _event_tags(tmp_path / "tb" / "train")
 
 
 def test_over_budget_trials_are_skipped_untrained(seed, tmp_path):
