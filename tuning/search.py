@@ -60,9 +60,10 @@ class TensorBoard(keras.callbacks.TensorBoard):
     """Keras' TensorBoard callback as trials use it: a log per epoch, none per batch.
 
     Keras' own, even at `update_freq="epoch"`, calls `tf.summary.scalar` for every metric after
-    every batch call, with no writer to write them to: 0.2-0.5 s of the starting point's 10 s
-    trial here (2026-11-30). Named `TensorBoard`: Keras Tuner gives a callback of that class name
-    the trial's own log directory and its HParams.
+    every batch call, with no writer to write them to: a 9-epoch fit of 376 batches an epoch took
+    0.14 s longer with it (2026-11-30), about 1.5% of the starting point's trial. Named
+    `TensorBoard`: Keras Tuner gives a callback of that class name the trial's own log directory
+    and its HParams.
     """
 
     def __init__(self, log_dir: str):
