@@ -29,7 +29,7 @@ PRESETS = {
         ExportConfig(run_dir="", prune_epochs=1, qat_epochs=1, train_subset=10000),
         ReportConfig(run_dir="", baseline_epochs=1)),
     # The README's main job: Hyperband, full retrain and fine-tuning, in at most ~18 minutes on 2 cores
-    # (3.8 measured on 2026-11-30, see the README):
+    # (3.5 measured on 2026-11-30, see the README):
     # up to 6 min of trials, a winner that retrains in up to 7 (export then fine-tunes it for 5 epochs, ~3 min),
     # the baseline and the report in the rest.
     "standard": Preset(TuneConfig(train_subset=10000, final_epochs=15, search_minutes=6, final_minutes=7),
