@@ -1,16 +1,17 @@
 """mnist-opt benchmarks: speed and quality targets, measured on this machine.
 
     python benchmarks/run.py [--parts throughput,quick,standard,tiny,search,distributed] [--search-minutes 12]
-                             [--project-seeds 0,1,2,3,4] [--random-seeds 1,2,3,4,5]
+                             [--project-seeds 0,1,2,3,4] [--random-seeds 1,2,3,4,5] [--preset-seeds 0,1,2]
 
 Writes benchmarks/results/<date>.json and <date>.md. Parts:
 
 1. throughput: images/s for one epoch of a fixed mid-size CNN with augmentation, through the
    project's training path (tf.data, batched augmentation) vs the usual way (numpy arrays into
    model.fit, augmentation layers inside the model), side by side in this process.
-2. quick / standard / full: wall time of `mnist-opt run --preset ...` in a subprocess, and the
-   test accuracy and size of every exported variant, read from its report.json, with the
-   quality target (an int8 file at >= 99.5% for standard, 99.6% for full) met or not.
+2. quick / standard / full: wall time of `mnist-opt run --preset ...` in a subprocess, once per
+   --preset-seeds seed, and the test accuracy and size of every exported variant, read from its
+   report.json, with the quality target (an int8 file at >= 99.0% for quick, >= 99.5% in <= 64 KB
+   for standard, >= 99.6% for full; with several seeds, the mean of each run's best) met or not.
    tiny: the same for `tune --space tiny --max-params 5000 ...`, export and report (>= 99.0%).
 3. search: best validation accuracy vs wall time, the project's default tuner settings vs
    Keras Tuner's RandomSearch with default settings, same space, same time budget. Each side
@@ -79,16 +80,32 @@ def throughput() -> dict:
             "rounds": [[round(a), round(c)] for a, c in rounds], "images": IMAGES, "target_ratio": 1.5}
 
 
-# The #8 quality targets: an int8 file at this test accuracy (and within this many parameters).
-QUALITY = {"standard": {"int8_test_accuracy": 0.995}, "full": {"int8_test_accuracy": 0.996},
-           "tiny": {"int8_test_accuracy": 0.99, "max_params": 5000}}
+# The quality targets (#28): an int8 file at this test accuracy (and within this many parameters or
+# raw bytes). With several seeds, the mean over the runs of each run's best such file is what counts.
+QUALITY = {"quick": {"int8_test_accuracy": 0.99}, "standard": {"int8_test_accuracy": 0.995, "max_bytes": 64 * 1024},
+           "full": {"int8_test_accuracy": 0.996}, "tiny": {"int8_test_accuracy": 0.99, "max_params": 5000}}
+TARGET_MINUTES = {"quick": 3, "standard": 20, "full": 90}
 # `--space tiny` under a 5,000-parameter budget: no preset, three commands.
 TINY = ["tune", "--space", "tiny", "--max-params", "5000", "--search-minutes", "6", "--final-epochs", "20"]
 
 
-def end_to_end(preset: str, work: Path) -> dict:
-    run_dir = str(work / preset)
-    return timed(preset, [["run", "--preset", preset, "--run-dir", run_dir]], run_dir)
+def end_to_end(preset: str, work: Path, seeds: tuple[int, ...] = (0,)) -> dict:
+    """`run --preset` once per seed; the slowest run's minutes and the mean of the runs' best int8 files."""
+    runs = []
+    for seed in seeds:
+        run_dir = str(work / f"{preset}-{seed}")
+        runs.append({"seed": seed, **timed(preset, [["run", "--preset", preset, "--seed", str(seed),
+                                                      "--run-dir", run_dir]], run_dir)})
+    if any("error" in r for r in runs):
+        return {"runs": runs, "error": next(r["error"] for r in runs if "error" in r),
+                "seconds": sum(r["seconds"] for r in runs)}
+    out = {"runs": runs, "seeds": list(seeds), "minutes": max(r["minutes"] for r in runs),
+           "target_minutes": TARGET_MINUTES.get(preset)}
+    if target := QUALITY.get(preset):
+        best = [r["quality_target"]["best_int8"] for r in runs]
+        mean = sum(best) / len(best)
+        out["quality_target"] = {**target, "best_int8": mean, "per_seed": best, "met": mean >= target["int8_test_accuracy"]}
+    return out
 
 
 def tiny(work: Path) -> dict:
@@ -109,13 +126,18 @@ def timed(name: str, commands: list[list[str]], run_dir: str) -> dict:
                             "params": r["params"]} for r in report["rows"]}
     result = {"commands": [" ".join(["mnist-opt", *c]) for c in commands], "seconds": round(seconds, 1),
               "minutes": round(seconds / 60, 2), "recommended": report["recommended"], "variants": variants,
-              "target_minutes": {"quick": 3, "standard": 20}.get(name)}
+              "target_minutes": TARGET_MINUTES.get(name)}
     if target := QUALITY.get(name):
-        int8 = [v for k, v in variants.items() if k.endswith("int8")]
-        met = any(v["test_accuracy"] >= target["int8_test_accuracy"]
-                  and v["params"] <= target.get("max_params", v["params"]) for v in int8)
-        result["quality_target"] = {**target, "best_int8": max(v["test_accuracy"] for v in int8), "met": met}
+        best = best_int8(variants, target)
+        result["quality_target"] = {**target, "best_int8": best, "met": best >= target["int8_test_accuracy"]}
     return result
+
+
+def best_int8(variants: dict, target: dict) -> float:
+    """The best test accuracy of the int8 files within the target's parameter and byte limits (0 if none)."""
+    fits = lambda v: (v["params"] <= target.get("max_params", v["params"])  # noqa: E731
+                      and v["bytes"] <= target.get("max_bytes", v["bytes"]))
+    return max((v["test_accuracy"] for k, v in variants.items() if k.endswith("int8") and fits(v)), default=0.0)
 
 
 def search_efficiency(minutes: float, work: Path, project_seeds: tuple[int, ...] = (0, 1, 2),
@@ -295,6 +317,7 @@ def main(argv=None) -> int:
     parser.add_argument("--search-minutes", type=float, default=12.0)
     parser.add_argument("--project-seeds", default="0,1,2,3,4", help="the project's search runs, one per seed")
     parser.add_argument("--random-seeds", default="1,2,3,4,5", help="RandomSearch runs, one per seed")
+    parser.add_argument("--preset-seeds", default="0", help="quick/standard/full: one run per seed (#28: 0,1,2)")
     args = parser.parse_args(argv)
     from mnist_opt.runtime import quiet_tensorflow, training_dtype
 
@@ -308,7 +331,7 @@ def main(argv=None) -> int:
             if part == "throughput":
                 results["throughput"] = throughput()
             elif part in ("quick", "standard", "full"):
-                results[part] = end_to_end(part, work)
+                results[part] = end_to_end(part, work, tuple(int(s) for s in args.preset_seeds.split(",")))
             elif part == "tiny":
                 results["tiny"] = tiny(work)
             elif part == "distributed":
@@ -342,15 +365,25 @@ def targets(r: dict) -> list[dict]:
     add = lambda name, measured, met: out.append({"target": name, "measured": measured, "met": met})  # noqa: E731
     if t := r.get("throughput"):
         add(f"training throughput >= {t['target_ratio']}x the plain baseline", f"{t['ratio']}x", t["ratio"] >= t["target_ratio"])
-    for preset, minutes in (("quick", 3), ("standard", 20)):
+    for preset, minutes in TARGET_MINUTES.items():
         if "minutes" in r.get(preset, {}):
-            add(f"run --preset {preset} <= {minutes} min", f"{r[preset]['minutes']} min", r[preset]["minutes"] <= minutes)
+            slowest = " (the slowest seed)" if len(r[preset].get("runs", [])) > 1 else ""
+            add(f"run --preset {preset} <= {minutes} min", f"{r[preset]['minutes']} min{slowest}",
+                r[preset]["minutes"] <= minutes)
     for preset in QUALITY:
         if q := r.get(preset, {}).get("quality_target"):
-            within = f" with <= {q['max_params']:,} params" if "max_params" in q else ""
+            within = (f" with <= {q['max_params']:,} params" if "max_params" in q else "") + (
+                f" in <= {q['max_bytes'] // 1024} KB" if "max_bytes" in q else "")
+            seeds = r[preset].get("seeds", [])
+            mean = f" (mean of seeds {', '.join(map(str, seeds))}: " + ", ".join(
+                f"{100 * b:.2f}%" for b in q["per_seed"]) + ")" if len(seeds) > 1 else ""
             add(f"{preset}: an int8 file >= {100 * q['int8_test_accuracy']:.1f}%{within}",
-                f"{100 * q['best_int8']:.2f}%", q["met"])
-    runs = {k: v["variants"] for k, v in r.items() if isinstance(v, dict) and "variants" in v}
+                f"{100 * q['best_int8']:.2f}%{mean}", q["met"])
+    runs = {}
+    for k, v in r.items():
+        for run in (v.get("runs", [v]) if isinstance(v, dict) else []):
+            if "variants" in run:
+                runs[f"{k} seed {run['seed']}" if "seed" in run else k] = run["variants"]
     small = [(v["test_accuracy"], f"{k} {name}") for k, variants in runs.items() for name, v in variants.items()
              if name.startswith("pruned") and name.endswith("int8") and v["gzip_bytes"] <= SMALL_BYTES]
     if small:
@@ -410,9 +443,9 @@ def summary(r: dict) -> str:
         lines += [f"- Training throughput: project {t['project_images_per_s']} img/s vs plain "
                   f"{t['plain_images_per_s']} img/s: **{t['ratio']}x** (target {t['target_ratio']}x)"]
     for preset in ("quick", "standard", "full", "tiny"):
-        if preset in r:
-            e = r[preset]
+        for e in (r[preset].get("runs", [r[preset]]) if preset in r else []):
             what = f"`run --preset {preset}`" if preset != "tiny" else f"`{' '.join(TINY)}`, export, report"
+            what += f", seed {e['seed']}" if "seed" in e else ""
             if "error" in e:
                 lines += [f"- {what} failed after {e['seconds']} s"]
                 continue
@@ -424,6 +457,7 @@ def summary(r: dict) -> str:
             if q := e.get("quality_target"):
                 lines += [f"  - quality target: int8 >= {100 * q['int8_test_accuracy']:.1f}%"
                           + (f" with <= {q['max_params']:,} params" if "max_params" in q else "")
+                          + (f" in <= {q['max_bytes']:,} bytes" if "max_bytes" in q else "")
                           + f": best int8 {100 * q['best_int8']:.2f}%, **{'met' if q['met'] else 'not met'}**"]
             for name, v in e["variants"].items():
                 lines += [f"  - {name}: {100 * v['test_accuracy']:.2f}%, {v['bytes']:,} bytes, gzip {v['gzip_bytes']:,}"]

@@ -71,3 +71,30 @@ def test_targets_table_has_a_line_per_level_with_its_verdict():
     assert rows["search: time to val_accuracy 0.98 <= 0.5x RandomSearch's"] is False
     assert "ended by themselves within the budget: project 3 of 3, RandomSearch 3 of 3" in bench.summary(
         {**r, "date": "d", "machine": {}, "precision": "float32"})
+
+
+def _preset_run(seed: int, int8: float, int8_bytes: int, minutes: float) -> dict:
+    variants = {"float32": {"test_accuracy": int8 + 0.0005, "bytes": 4 * int8_bytes, "gzip_bytes": 1, "params": 1},
+                "int8": {"test_accuracy": int8, "bytes": int8_bytes, "gzip_bytes": 1, "params": 1}}
+    return {"seed": seed, "minutes": minutes, "variants": variants,
+            "quality_target": {"best_int8": bench.best_int8(variants, bench.QUALITY["standard"])}}
+
+
+def test_a_preset_over_seeds_is_scored_by_the_mean_of_its_best_int8_files_and_its_slowest_run():
+    runs = [_preset_run(0, 0.996, 50_000, 18.0), _preset_run(1, 0.9945, 50_000, 19.5)]
+    best = [r["quality_target"]["best_int8"] for r in runs]
+    record = {"standard": {"runs": runs, "seeds": [0, 1], "minutes": 19.5, "quality_target": {
+        **bench.QUALITY["standard"], "best_int8": sum(best) / 2, "per_seed": best, "met": sum(best) / 2 >= 0.995}}}
+    rows = {row["target"]: row for row in bench.targets(record)}
+    quality = rows["standard: an int8 file >= 99.5% in <= 64 KB"]
+    assert quality["met"] and "mean of seeds 0, 1: 99.60%, 99.45%" in quality["measured"]
+    assert rows["run --preset standard <= 20 min"]["met"]
+    assert rows["int8 loses <= 0.1 points against its float model"]["met"]
+
+
+def test_only_int8_files_within_the_size_limit_count_for_the_standard_target():
+    target = bench.QUALITY["standard"]
+    variants = _preset_run(0, 0.997, target["max_bytes"] + 1, 10.0)["variants"]
+    assert bench.best_int8(variants, target) == 0.0  # the float32 file is better still, but not int8
+    variants["pruned_int8"] = dict(variants["int8"], bytes=target["max_bytes"], test_accuracy=0.9951)
+    assert bench.best_int8(variants, target) == 0.9951

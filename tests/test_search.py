@@ -12,7 +12,7 @@ from tuning.hypermodel import build_cnn, count_params, estimate_int8_bytes
 
 
 def _cfg(tmp_path, **kw):
-    base = dict(tuner="random", max_trials=2, max_epochs=1, train_subset=500, final_epochs=1,
+    base = dict(space="tiny", tuner="random", max_trials=2, max_epochs=1, train_subset=500, final_epochs=1,
                 run_dir=str(tmp_path / "run"))
     return TuneConfig(**{**base, **kw})
 
@@ -143,7 +143,7 @@ def test_nan_loss_fails_the_trial_early(seed, tmp_path, monkeypatch):
 
 
 def test_hyperband_trains_the_best_first_model_on_from_its_checkpoint(seed, tmp_path, monkeypatch):
-    """The default tuner and space, at max_epochs 3: the space's starting point for 3 epochs, three
+    """The default tuner and space, at max_epochs 3: the space's two starting points for 3 epochs, three
     one-epoch trials, then the best one's model trained on for epochs 2 and 3 from its own weights,
     not built afresh."""
     from tuning import data, space as space_module
@@ -162,17 +162,18 @@ def test_hyperband_trains_the_best_first_model_on_from_its_checkpoint(seed, tmp_
 
     monkeypatch.setattr(keras.Model, "load_weights", load_weights)
     monkeypatch.setattr(keras.Model, "fit", fit)
-    cfg = _cfg(tmp_path, tuner="hyperband", max_trials=5, max_epochs=3)
+    cfg = _cfg(tmp_path, space="default", tuner="hyperband", max_trials=6, max_epochs=3)
     space = space_module.load(cfg.space)
     records = search.search(cfg, space, data.load_split(cfg.seed), search.prepare_run_dir(cfg, {}))
-    assert [r["status"] for r in records] == ["completed"] * 5
-    assert [r["start"] for r in records] == [True, False, False, False, False]
-    assert records[0]["hyperparameters"] == space.starts[0]
-    assert [r["epochs"] for r in records] == [3, 1, 1, 1, 3] and [r["epochs_run"] for r in records] == [3, 1, 1, 1, 2]
-    parent = max(records[1:4], key=lambda r: r["val_accuracy"])  # Keras Tuner ranks by score alone
-    assert records[4]["hyperparameters"] == parent["hyperparameters"]
+    assert [r["status"] for r in records] == ["completed"] * 6
+    assert [r["start"] for r in records] == [True, True, False, False, False, False]
+    assert [r["hyperparameters"] for r in records[:2]] == list(space.starts)
+    assert [r["epochs"] for r in records] == [3, 3, 1, 1, 1, 3]
+    assert [r["epochs_run"] for r in records] == [3, 3, 1, 1, 1, 2]
+    parent = max(records[2:5], key=lambda r: r["val_accuracy"])  # Keras Tuner ranks by score alone
+    assert records[5]["hyperparameters"] == parent["hyperparameters"]
     assert any(f"trial_{parent['id']}" in path for path in loaded)  # its weights, not a fresh model
-    assert steps_before == [0] * 5  # and Adam afresh, not the parent's state (see TrialRecorder._build_hypermodel)
+    assert steps_before == [0] * 6  # and Adam afresh, not the parent's state (see TrialRecorder._build_hypermodel)
 
 
 def _search_records(tmp_path, name, seed_value):
@@ -261,7 +262,7 @@ def test_max_kb_skips_models_over_the_budget_before_training(seed, tmp_path):
     """Every completed trial's estimated int8 file fits the budget; every skipped one does not."""
     from tuning import data, space
 
-    budget = 24
+    budget = 40  # the second starting point fits, the first does not
     cfg = _cfg(tmp_path, space="default", max_trials=6, max_kb=budget, seed=3)
     records = search.search(cfg, space.load(cfg.space), data.load_split(cfg.seed), search.prepare_run_dir(cfg, {}))
     trials = json.loads((tmp_path / "run" / "trials.json").read_text())
@@ -293,15 +294,17 @@ def test_every_tuner_trains_the_starts_first_and_no_starts_leaves_them_out(seed,
     from mnist_opt.cli import app
     from tuning import data, space as space_module
 
-    space, split, lines = space_module.load("default"), data.load_split(0), []
+    space, split, lines = space_module.load("tiny"), data.load_split(0), []
     for tuner in ("random", "bayesian"):
-        cfg = _cfg(tmp_path, tuner=tuner, run_dir=str(tmp_path / tuner))
+        cfg = _cfg(tmp_path, tuner=tuner, max_trials=3, run_dir=str(tmp_path / tuner))
         records = search.search(cfg, space, split, search.prepare_run_dir(cfg, {}), lines.append)
-        assert [(r["status"], r["start"]) for r in records] == [("completed", True), ("completed", False)]
-        assert records[0]["hyperparameters"] == space.starts[0] != records[1]["hyperparameters"]
-    assert sum("starting point: blocks=2x1 filters=32,32" in line for line in lines) == 2
-    result = CliRunner().invoke(app, ["tune", "--no-starts", "--tuner", "bayesian", "--max-trials", "2", "--max-epochs",
-                                      "1", "--train-subset", "500", "--final-epochs", "1", "--run-dir", str(tmp_path / "cli")])
+        assert [(r["status"], r["start"]) for r in records] == [("completed", True)] * 2 + [("completed", False)]
+        assert [r["hyperparameters"] for r in records[:2]] == list(space.starts)
+        assert records[2]["hyperparameters"] not in space.starts
+    assert sum("starting point: blocks=2x2 filters=8,16 k=3 stem=2 sep=0" in line for line in lines) == 2
+    result = CliRunner().invoke(app, ["tune", "--space", "tiny", "--no-starts", "--tuner", "bayesian", "--max-trials", "2",
+                                      "--max-epochs", "1", "--train-subset", "500", "--final-epochs", "1",
+                                      "--run-dir", str(tmp_path / "cli")])
     assert result.exit_code == 0, result.output
     trials = json.loads((tmp_path / "cli" / "trials.json").read_text())
     assert len(trials) == 2 and not any(t["start"] or t["hyperparameters"] == space.starts[0] for t in trials)

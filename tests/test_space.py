@@ -78,10 +78,16 @@ def test_starts_parse_into_flat_values_the_space_allows(seed):
     assert space.parse(GOOD, "good.toml").starts == ()
 
 
-def test_the_default_space_starts_from_the_classic_keras_convnet(seed):
-    (start,) = space.load("default").starts
-    assert (start["conv_blocks"], start["filters_0"], start["filters_1"], start["dropout"]) == (2, 32, 32, 0.5)
-    assert start["rotation"] == start["zoom"] == start["translation"] == 0.0 and start["learning_rate"] == 1e-3
+def test_the_default_space_starts_from_small_batch_norm_gap_designs(seed):
+    from tuning.hypermodel import estimate_int8_bytes
+
+    starts = space.load("default").starts
+    assert len(starts) == 2
+    for start in starts:
+        assert start["batch_norm"] and start["global_pooling"] and start["dense_units"] == 0
+        assert start["stem_stride"] == 2 and start["rotation"] > 0
+        assert estimate_int8_bytes(start) <= 64 * 1024  # within the standard preset's budget
+    assert [s["separable"] for s in starts] == [False, True]
 
 
 @pytest.mark.parametrize("change, expected", [
@@ -115,7 +121,7 @@ def test_corners(seed):
     s = space.load("default")
     low, high = s.corner("low"), s.corner("high")
     assert low["conv_blocks"] == 2 and high["conv_blocks"] == 3
-    assert low["filters"] == 8 and high["filters"] == 32
+    assert low["filters"] == 16 and high["filters"] == 64
 
 
 toml_scalars = st.one_of(st.integers(-5, 600), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),

@@ -12,7 +12,7 @@ class TuneConfig:
     max_trials: int | None = None  # None: 20 for random/bayesian, Hyperband's own schedule for hyperband
     max_epochs: int = 9  # per trial; Hyperband at 9 tries 17 models (after the starts), most for 1-3 epochs
     train_subset: int | None = 12000  # images per trial epoch, from all 54k: ranks models at ~1/4 of the cost
-    final_epochs: int = 15  # retrain of the winner on all 54k images, with early stopping on validation
+    final_epochs: int = 15  # the winner's retrain on all 54k images: its schedule's length (fewer if --final-minutes cuts it)
     trial_batch_size: int = 32  # more updates per image: a first-round trial (1 epoch) learns enough to be ranked
     batch_size: int = 128  # the retrain's: 1.1-1.5x the images per second of 32 on 2 cores; larger bought no speed
     seed: int = 0  # fixes the split, the trial order and every trial's initial weights

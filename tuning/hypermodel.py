@@ -13,7 +13,7 @@ import keras
 import keras_tuner
 import tensorflow as tf
 
-from tuning.space import Choice, Fixed, Range, SearchSpace
+from tuning.space import PARAMS, Choice, Fixed, Range, SearchSpace
 
 NUM_CLASSES = 10
 INPUT_SHAPE = (28, 28, 1)
@@ -64,6 +64,46 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         return tf.cast(y, self.compute_dtype)
 
 
+def architecture(values: dict) -> dict:
+    """`values` with every architecture key: the defaults fill in keys added since a run was made.
+
+    A `best_hparams.json` from before `stem_stride`, `separable`, `transition` and `pool_last`
+    existed rebuilds the model it was trained as, so older run directories still export.
+    """
+    return {key: values.get(key, PARAMS[key].default) for key in ARCHITECTURE_KEYS} | {
+        key: v for key, v in values.items() if key.startswith("filters_")}
+
+
+ARCHITECTURE_KEYS = ("conv_blocks", "convs_per_block", "kernel_size", "stem_stride", "separable", "transition",
+                     "pool_last", "batch_norm", "global_pooling", "dense_units", "dropout")
+
+
+def layer_plan(values: dict):
+    """The weight layers of `build_cnn(values)`, in order: (kind, name, kernel, stride, filters).
+
+    kind is "conv" (a Conv2D) or "depthwise" (a DepthwiseConv2D; filters is its input's channels);
+    a "pool" entry (name only) marks each 2x2 max pooling. `build_cnn`, `count_params` and
+    `estimate_int8_bytes` all read this one plan, so they cannot disagree on the layers.
+    """
+    v = architecture(values)
+    channels, first = INPUT_SHAPE[-1], True
+    for b in range(v["conv_blocks"]):
+        width = v[f"filters_{b}"]
+        if v["transition"] and b > 0:
+            yield "conv", f"transition{b}", 1, 1, width
+            channels = width
+        for c in range(v["convs_per_block"]):
+            stride = v["stem_stride"] if first else 1
+            if v["separable"] and not first:  # the first conv sees one channel: nothing to separate
+                yield "depthwise", f"dw{b}_{c}", v["kernel_size"], 1, channels
+                yield "conv", f"conv{b}_{c}", 1, 1, width
+            else:
+                yield "conv", f"conv{b}_{c}", v["kernel_size"], stride, width
+            channels, first = width, False
+        if b < v["conv_blocks"] - 1 or v["pool_last"]:
+            yield "pool", f"pool{b}", 2, 2, channels
+
+
 def build_cnn(values: dict, k=keras, dtype: str | None = None, fused_bn: bool = False):
     """The CNN for `values` (flat hyperparameter values), built with Keras module `k`.
 
@@ -73,40 +113,46 @@ def build_cnn(values: dict, k=keras, dtype: str | None = None, fused_bn: bool = 
     batch norm a `FusedBatchNormalization`, for models that are trained and not saved.
     """
     L = k.layers
+    v = architecture(values)
     d = {} if dtype is None else {"dtype": dtype}  # for every layer but the output
     x = inputs = k.Input(shape=INPUT_SHAPE, name="image")
-    bn = values["batch_norm"]
+    bn = v["batch_norm"]
     BatchNorm = FusedBatchNormalization if fused_bn and k is keras else L.BatchNormalization
-    for b in range(values["conv_blocks"]):
-        for c in range(values["convs_per_block"]):
-            # Without batch norm the ReLU is the conv's own activation: tfmot's pruning-preserving
-            # QAT masks a conv kernel only then (a separate ReLU layer makes it skip the kernel).
-            x = L.Conv2D(values[f"filters_{b}"], values["kernel_size"], padding="same", use_bias=not bn,
-                         activation=None if bn else "relu", name=f"conv{b}_{c}", **d)(x)
-            if bn:
-                x = BatchNorm(momentum=BN_MOMENTUM, name=f"bn{b}_{c}", **d)(x)
-                x = L.ReLU(name=f"relu{b}_{c}", **d)(x)
-        x = L.MaxPooling2D(2, name=f"pool{b}", **d)(x)
-    x = L.GlobalAveragePooling2D(name="gap", **d)(x) if values["global_pooling"] else L.Flatten(name="flatten", **d)(x)
-    if values["dropout"] > 0:
-        x = L.Dropout(values["dropout"], name="dropout", **d)(x)
-    if values["dense_units"] > 0:
-        x = L.Dense(values["dense_units"], activation="relu", name="dense", **d)(x)
-        if values["dropout"] > 0:
-            x = L.Dropout(values["dropout"], name="dropout_dense", **d)(x)
+    for kind, name, kernel, stride, filters in layer_plan(v):
+        if kind == "pool":
+            x = L.MaxPooling2D(2, name=name, **d)(x)
+            continue
+        # Without batch norm the ReLU is the conv's own activation: tfmot's pruning-preserving
+        # QAT masks a conv kernel only then (a separate ReLU layer makes it skip the kernel).
+        act = dict(use_bias=not bn, activation=None if bn else "relu", name=name, **d)
+        if kind == "depthwise":
+            x = L.DepthwiseConv2D(kernel, padding="same", **act)(x)
+        else:
+            x = L.Conv2D(filters, kernel, strides=stride, padding="same", **act)(x)
+        if bn:
+            x = BatchNorm(momentum=BN_MOMENTUM, name=f"bn_{name}", **d)(x)
+            x = L.ReLU(name=f"relu_{name}", **d)(x)
+    x = L.GlobalAveragePooling2D(name="gap", **d)(x) if v["global_pooling"] else L.Flatten(name="flatten", **d)(x)
+    if v["dropout"] > 0:
+        x = L.Dropout(v["dropout"], name="dropout", **d)(x)
+    if v["dense_units"] > 0:
+        x = L.Dense(v["dense_units"], activation="relu", name="dense", **d)(x)
+        if v["dropout"] > 0:
+            x = L.Dropout(v["dropout"], name="dropout_dense", **d)(x)
     outputs = L.Dense(NUM_CLASSES, activation="softmax", name="probs")(x)
     return k.Model(inputs, outputs, name="cnn")
 
 
-def compile_model(model, values: dict, k=keras, learning_rate=None, steps_per_execution: int = 1) -> None:
-    """Adam and smoothed cross-entropy on one-hot labels, with accuracy.
+def compile_model(model, values: dict, k=keras, learning_rate=None, steps_per_execution: int = 1,
+                  optimizer=None) -> None:
+    """Adam (or `optimizer`) and smoothed cross-entropy on one-hot labels, with accuracy.
 
     With Keras 3, Adam's slots are made here, not in the first training step: a variable made
     inside a traced step makes TensorFlow trace the step twice, 0.4-0.7 s a model here. The
     metric is named for the same reason ("accuracy" is resolved, and made, at the first step).
     """
     model.compile(
-        optimizer=k.optimizers.Adam(learning_rate if learning_rate is not None else values["learning_rate"]),
+        optimizer=optimizer or k.optimizers.Adam(learning_rate if learning_rate is not None else values["learning_rate"]),
         loss=k.losses.CategoricalCrossentropy(label_smoothing=values["label_smoothing"]),
         metrics=[k.metrics.CategoricalAccuracy(name="accuracy")],
         steps_per_execution=steps_per_execution,
@@ -157,16 +203,19 @@ def sample(space: SearchSpace, hp: keras_tuner.HyperParameters) -> dict:
 
 
 def _weight_layers(values: dict):
-    """(kind, weights, units) of each conv and dense layer of `build_cnn(values)`, in order."""
-    k, side, channels = values["kernel_size"], INPUT_SHAPE[0], 1
-    for b in range(values["conv_blocks"]):
-        f = values[f"filters_{b}"]
-        for _ in range(values["convs_per_block"]):
-            yield "conv", k * k * channels * f, f
-            channels = f
-        side //= 2
-    features = channels if values["global_pooling"] else side * side * channels
-    for units in ([values["dense_units"]] if values["dense_units"] > 0 else []) + [NUM_CLASSES]:
+    """(kind, weights, units) of each conv, depthwise and dense layer of `build_cnn(values)`, in order."""
+    v = architecture(values)
+    side, channels = INPUT_SHAPE[0], INPUT_SHAPE[-1]
+    for kind, _, kernel, stride, filters in layer_plan(v):
+        if kind == "pool":
+            side //= 2
+            continue
+        side = -(-side // stride)  # "same" padding
+        weights = kernel * kernel * (1 if kind == "depthwise" else channels) * filters
+        yield kind, weights, filters
+        channels = filters
+    features = channels if v["global_pooling"] else side * side * channels
+    for units in ([v["dense_units"]] if v["dense_units"] > 0 else []) + [NUM_CLASSES]:
         yield "dense", features * units, units
         features = units
 
@@ -178,7 +227,7 @@ def count_params(values: dict) -> int:
     """
     bn = values["batch_norm"]
     # A conv with batch norm has no bias but 4 values per channel (gamma, beta, moving mean and variance).
-    return sum(w + (4 * units if bn and kind == "conv" else units) for kind, w, units in _weight_layers(values))
+    return sum(w + (4 * units if bn and kind != "dense" else units) for kind, w, units in _weight_layers(values))
 
 
 # The int8 .tflite file, modelled from 24 models of the default space converted with TF 2.21:
@@ -194,7 +243,7 @@ def estimate_int8_bytes(values: dict) -> int:
 
     Batch norm is folded into the convs by the converter, so it adds no bytes.
     """
-    return INT8_FIXED_BYTES + sum(w + INT8_BYTES_PER_CHANNEL * units + (INT8_BYTES_PER_CONV if kind == "conv" else 0)
+    return INT8_FIXED_BYTES + sum(w + INT8_BYTES_PER_CHANNEL * units + (INT8_BYTES_PER_CONV if kind != "dense" else 0)
                                   for kind, w, units in _weight_layers(values))
 
 

@@ -32,7 +32,7 @@ from mnist_opt import runio, runtime
 from mnist_opt.errors import RunDirError, SearchFailed
 from tuning import data, oracles, pipeline, space as space_module, train
 from tuning.config import TuneConfig
-from tuning.hypermodel import CNNHyperModel, compile_model, count_params, estimate_int8_bytes, sample
+from tuning.hypermodel import CNNHyperModel, architecture, compile_model, count_params, estimate_int8_bytes, sample
 
 MAX_CONSECUTIVE_FAILURES = 5  # a broken setup fails every trial; stop paying for it early
 HYPERBAND_FACTOR = 3  # keeps the best third of each round: Hyperband's usual setting
@@ -238,9 +238,10 @@ def make_tuner(cfg: TuneConfig, space, run_dir: Path):
 
 def describe(record: dict, n: int, total: int | None) -> str:
     """One line a person can follow: trial number, result, model in short, time."""
-    v = record["hyperparameters"]
+    v = dict(architecture(record["hyperparameters"]), **record["hyperparameters"])
     filters = ",".join(str(v[f"filters_{b}"]) for b in range(v["conv_blocks"]))
     short = (f"blocks={v['conv_blocks']}x{v['convs_per_block']} filters={filters} k={v['kernel_size']} "
+             f"stem={v['stem_stride']} sep={int(v['separable'])} 1x1={int(v['transition'])} "
              f"bn={int(v['batch_norm'])} gap={int(v['global_pooling'])} dense={v['dense_units']} "
              f"drop={v['dropout']:.2f} rot={v['rotation']:g} zoom={v['zoom']:g} shift={v['translation']:g} "
              f"lr={v['learning_rate']:.1e}")
@@ -343,13 +344,22 @@ def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, records: li
     top = max(completed, key=merit)
     log(f"search done: {counts['completed']} completed, {counts['failed']} failed, {counts['skipped']} skipped; "
         f"best trial {top['id']} val_accuracy {top['val_accuracy']:.4f}")
-    estimate = functools.partial(retrain_minutes, cfg=cfg, split=split)
-    best = winner(completed, cfg, estimate, log)  # top, unless it cannot be retrained in time
+    measured: dict[str, float] = {}  # trial id -> retrain minutes; each trial is timed once
 
-    # Retrain the winner on the whole train split, early-stopped on validation.
-    log(f"retraining trial {best['id']} on {len(split.y_train):,} images for up to {cfg.final_epochs} epochs"
-        + (f" or {cfg.final_minutes:g} min" if cfg.final_minutes is not None else ""))
-    model, history = train.train(best["hyperparameters"], split, cfg.final_epochs, cfg.batch_size, cfg.seed, log,
+    def estimate(record: dict) -> float:
+        if record["id"] not in measured:
+            measured[record["id"]] = retrain_minutes(record, cfg, split)
+        return measured[record["id"]]
+
+    best = winner(completed, cfg, estimate, log)  # top, unless it cannot be retrained in time
+    # The schedule is planned for the epochs that fit in --final-minutes: a cosine cut short ends hot.
+    epochs = cfg.final_epochs if cfg.final_minutes is None else train.epochs_in(
+        cfg.final_minutes, estimate(best) / cfg.final_epochs, cfg.final_epochs)
+
+    # Retrain the winner on the whole train split, with the recipe; validation picks the epoch kept.
+    log(f"retraining trial {best['id']} on {len(split.y_train):,} images for {epochs} epochs"
+        + (f" (what fits in {cfg.final_minutes:g} min)" if cfg.final_minutes is not None else ""))
+    model, history = train.train(best["hyperparameters"], split, epochs, cfg.batch_size, cfg.seed, log,
                                  cfg.final_minutes)
     doc = {
         "trial_id": best["id"],

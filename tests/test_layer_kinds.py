@@ -1,0 +1,65 @@
+"""Every layer kind the architecture can build, through the whole export path.
+
+Keras 3 build and training -> bridge to tf_keras -> pruning -> pruning-preserving QAT -> full-integer
+TFLite, with the invariants each step promises: the bridge agrees, the sparsity is reached and kept,
+the int8 file agrees with its Keras source, and the size estimate is close to the real file.
+"""
+
+import numpy as np
+import pytest
+
+from export import bridge, prune, quantize, tflite
+from tuning import data, pipeline
+from tuning.hypermodel import BASELINE, build_cnn, compile_model, count_params, estimate_int8_bytes
+
+BN_GAP = dict(BASELINE, conv_blocks=2, convs_per_block=2, filters_0=16, filters_1=32, batch_norm=True,
+              global_pooling=True, pool_last=False, dropout=0.1, learning_rate=3e-3)
+KINDS = {
+    "strided-stem": dict(BN_GAP, stem_stride=2),
+    "separable": dict(BN_GAP, separable=True),
+    "transition": dict(BN_GAP, transition=True),
+    "all, no batch norm": dict(BN_GAP, stem_stride=2, separable=True, transition=True, batch_norm=False,
+                               conv_blocks=3, filters_2=48, dense_units=32, learning_rate=1e-3),
+}
+SPARSITY = 0.6
+MIN_WEIGHTS = 1000
+
+
+@pytest.fixture(scope="module")
+def split():
+    s = data.load_split(0)
+    idx = data.stratified_indices(s.y_train, 6000, 0)
+    return s.x_train[idx], s.y_train[idx], s.x_val[:500], s.y_val[:500]
+
+
+@pytest.mark.parametrize("values", KINDS.values(), ids=KINDS.keys())
+def test_layer_kind_goes_through_bridge_prune_qat_and_int8(seed, split, values):
+    x, y, x_val, y_val = split
+    train_ds, val_ds = pipeline.dataset(x, y, 32, seed=seed), pipeline.dataset(x_val, y_val, 500)
+    images = pipeline.to_inputs(x_val).numpy()
+    model = build_cnn(values, fused_bn=True)
+    compile_model(model, values)
+    model.fit(train_ds, epochs=2, verbose=0)
+    tuned = build_cnn(values)  # what train.train saves: the stock layers, the same weights
+    tuned.set_weights(model.get_weights())
+    assert tuned.count_params() == count_params(values)
+
+    legacy, diff = bridge.to_tf_keras(tuned, values, images)
+    assert diff <= bridge.TOLERANCE
+    pruned = prune.strip(prune.prune(legacy, values, train_ds, val_ds, SPARSITY, epochs=1, min_weights=MIN_WEIGHTS))
+    reached = prune.sparsity(pruned, MIN_WEIGHTS)
+    assert abs(reached - SPARSITY) <= 0.01
+    qat = quantize.quantize(pruned, values, train_ds, val_ds, epochs=1)
+    assert abs(prune.sparsity(qat, MIN_WEIGHTS) - reached) <= 0.01  # QAT kept the zeros
+
+    accuracy = lambda probs: (probs.argmax(1) == y_val).mean()  # noqa: E731
+    # A model that learned: near-ties of an untrained one would make the agreement a coin toss
+    # (a half-trained one has more of them than a good one, so this is the harder case).
+    assert accuracy(tuned.predict(images, verbose=0)) > 0.5
+    representative = images[:100]
+    for source in (legacy, qat):
+        int8 = tflite.convert(source, "int8", representative)
+        agree = (tflite.predict(int8, images).argmax(1) == source.predict(images, verbose=0).argmax(1)).mean()
+        assert agree >= 0.98, agree
+    real = len(tflite.convert(legacy, "int8", representative))
+    assert abs(estimate_int8_bytes(values) - real) <= 0.05 * real, (estimate_int8_bytes(values), real)
