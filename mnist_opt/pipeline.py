@@ -24,8 +24,8 @@ PRESETS = {
     # A demo and smoke path: a real search over small models, under 3 minutes on 2 cores. The tiny
     # space's starting points train first; the winner is retrained for what fits in 1.2 minutes.
     "quick": Preset(
-        TuneConfig(space="tiny", tuner="random", max_trials=6, max_epochs=1, train_subset=12000, final_epochs=6,
-                   final_minutes=1.2),
+        TuneConfig(space="tiny", tuner="random", max_trials=3, max_epochs=1, train_subset=12000, final_epochs=8,
+                   final_minutes=1.3),
         ExportConfig(run_dir="", prune_epochs=1, qat_epochs=1, train_subset=10000),
         ReportConfig(run_dir="", baseline_epochs=1)),
     # The README's main job, in 20 minutes on 2 cores without bfloat16 units: a short search whose
