@@ -1,6 +1,6 @@
 """mnist-opt benchmarks: speed and quality targets, measured on this machine.
 
-    python benchmarks/run.py [--parts throughput,quick,standard,tiny,search,distributed] [--search-minutes 12]
+    python benchmarks/run.py [--parts throughput,quick,standard,tiny,search,distributed,predict] [--search-minutes 12]
                              [--project-seeds 0,1,2,3,4] [--random-seeds 1,2,3,4,5] [--preset-seeds 0,1,2]
 
 Writes benchmarks/results/<date>.json and <date>.md. Parts:
@@ -22,6 +22,8 @@ Writes benchmarks/results/<date>.json and <date>.md. Parts:
    search does not reach, not one the budget cut off. About 75 minutes for 5 runs a side.
 4. distributed: trials per minute of one random search in one process vs `tune --workers 2`
    (end to end, including process start-up and the final retrain).
+5. predict: wall time of `mnist-opt predict x.tflite one.png` in a fresh process, median of 5
+   (target 1.5 s: LiteRT alone, no TensorFlow import).
 """
 
 from __future__ import annotations
@@ -289,6 +291,36 @@ def ratio_text(ratio: tuple[float | None, str] | None) -> str:
     return f"< {value:.2f}x (RandomSearch not within the budget)" if kind == "bound" else f"{value:.2f}x"
 
 
+PREDICT_SECONDS = 1.5  # `mnist-opt predict x.tflite one.png`, wall time, median of 5 (#32)
+
+
+def predict_latency(work: Path, runs: int = 5) -> dict:
+    """Wall time of `mnist-opt predict` on an int8 .tflite file and one PNG, each run a fresh process."""
+    import numpy as np
+    import tf_keras
+    from PIL import Image
+
+    from export.tflite import convert
+    from tuning import space
+    from tuning.data import load_test
+    from tuning.hypermodel import build_cnn
+
+    model = work / "int8.tflite"
+    representative = np.random.default_rng(0).random((20, 28, 28, 1), dtype="float32")
+    model.write_bytes(convert(build_cnn(space.load("default").starts[0], tf_keras), "int8", representative))
+    image = work / "one.png"
+    Image.fromarray(load_test()[0][0]).resize((280, 280)).save(image)
+    seconds = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "mnist_opt", "predict", str(model), str(image)],
+                              capture_output=True, text=True)
+        seconds.append(round(time.perf_counter() - start, 3))
+        if proc.returncode != 0:
+            return {"error": proc.stdout[-2000:] + proc.stderr[-2000:]}
+    return {"seconds": seconds, "median_seconds": statistics.median(seconds), "target_seconds": PREDICT_SECONDS}
+
+
 def distributed(work: Path, trials: int = 8) -> dict:
     """Trials per minute of one random search: one process vs `--workers 2` (a chief and 2 workers)."""
     search = ["--space", "tiny", "--tuner", "random", "--max-trials", str(trials), "--max-epochs", "2",
@@ -336,6 +368,8 @@ def main(argv=None) -> int:
                 results["tiny"] = tiny(work)
             elif part == "distributed":
                 results["distributed"] = distributed(work)
+            elif part == "predict":
+                results["predict"] = predict_latency(work)
             elif part == "search":
                 seeds = lambda arg: tuple(int(s) for s in arg.split(","))  # noqa: E731
                 results["search"] = search_efficiency(args.search_minutes, work, seeds(args.project_seeds),
@@ -398,6 +432,10 @@ def targets(r: dict) -> list[dict]:
         worst = max(losses)
         add(f"int8 loses <= {100 * MAX_INT8_LOSS:.1f} points against its float model",
             f"worst {100 * worst[0]:+.2f} points ({worst[1]})", worst[0] <= MAX_INT8_LOSS + 1e-9)
+    if "median_seconds" in r.get("predict", {}):
+        p = r["predict"]
+        add(f"mnist-opt predict x.tflite one.png <= {p['target_seconds']} s (median of {len(p['seconds'])})",
+            f"{p['median_seconds']} s", p["median_seconds"] <= p["target_seconds"])
     if s := r.get("search"):
         for level, t in s.get("seconds_to", {}).items():
             ratio = search_ratio(t, s["budget_minutes"])
@@ -476,6 +514,10 @@ def summary(r: dict) -> str:
     if r.get("targets"):
         lines += ["", "| target | measured | met |", "|---|---|---|"]
         lines += [f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else '**no**'} |" for t in r["targets"]] + [""]
+    if "median_seconds" in r.get("predict", {}):
+        p = r["predict"]
+        lines += [f"- `mnist-opt predict x.tflite one.png`: median {p['median_seconds']} s of "
+                  f"{', '.join(map(str, p['seconds']))} (target {p['target_seconds']} s)"]
     if "distributed" in r:
         d = r["distributed"]
         lines += [f"- Distributed, {d['trials']}-trial random search: " + ", ".join(

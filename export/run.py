@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tf_keras
 
-from export import bridge, prune as prune_module, quantize as quantize_module, tflite
+from export import bridge, litert, prune as prune_module, quantize as quantize_module, tflite
 from export.config import VARIANTS, ExportConfig
 from mnist_opt import runio, runtime
 from mnist_opt.errors import InputError, RunDirError
@@ -57,7 +57,7 @@ def check_inputs(cfg: ExportConfig) -> dict:
 
 
 def describe_io(model: bytes) -> dict:
-    run = tflite.Runner(model)
+    run = litert.Runner(model)
     out = {}
     for key, detail in (("input", run.input), ("output", run.output)):
         scale, zero = detail["quantization"]
@@ -118,7 +118,7 @@ def export(cfg: ExportConfig, log: Log = lambda line: None) -> dict:
         path = out_dir / f"{name}.tflite"
         runio.write_bytes(path, model_bytes)
         reference = sources[source].predict(check_x, verbose=0).argmax(1)
-        agreement = float((tflite.predict(model_bytes, check_x).argmax(1) == reference).mean())
+        agreement = float((litert.predict(model_bytes, check_x).argmax(1) == reference).mean())
         entry = {
             "name": name,
             "file": path.name,

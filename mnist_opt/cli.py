@@ -39,13 +39,18 @@ def _echo(line: str) -> None:
     typer.echo(line)
 
 
-def _call(fn, *args, **kwargs):
-    """Run library code; turn the project's errors into a message and an exit code."""
+def _call(fn, *args, tensorflow: bool = True, **kwargs):
+    """Run library code; turn the project's errors into a message and an exit code.
+
+    `tensorflow=False` for the commands that may run on LiteRT alone: they import it only if a
+    .keras file needs it (`reports.evaluate.Model`).
+    """
     from mnist_opt import runtime
 
     try:
         with runtime.interruptible():
-            runtime.quiet_tensorflow()
+            if tensorflow:
+                runtime.quiet_tensorflow()
             result = fn(*args, **kwargs)
             runtime.raise_if_interrupted()  # a Ctrl-C that Python lost on the way
             return result
@@ -119,13 +124,16 @@ def tune(
             from tuning.distributed import worker as run_worker
 
             return run_worker(cfg, worker, worker_id, _echo)
-        if chief or workers:
-            from tuning.distributed import chief as run_chief
+        from mnist_opt.runio import locked
 
-            return run_chief(cfg, chief or "127.0.0.1:0", _echo, workers or 0)
-        from tuning.search import tune as run_tune
+        with locked(cfg.run_dir):  # the chief holds the run directory; its workers do not need it
+            if chief or workers:
+                from tuning.distributed import chief as run_chief
 
-        return run_tune(cfg, _echo)
+                return run_chief(cfg, chief or "127.0.0.1:0", _echo, workers or 0)
+            from tuning.search import tune as run_tune
+
+            return run_tune(cfg, _echo)
 
     result = _call(go)
     if worker:
@@ -173,8 +181,10 @@ def export(
 
     def go():
         from export.run import export as run_export
+        from mnist_opt.runio import locked
 
-        return run_export(cfg, _echo)
+        with locked(run_dir, create=False):  # a missing run directory is refused by the stage
+            return run_export(cfg, _echo)
 
     manifest = _call(go)
     typer.echo(f"done: {len(manifest['variants'])} variants and manifest.json in {run_dir / 'export'}")
@@ -193,9 +203,11 @@ def report(
     """
 
     def go():
+        from mnist_opt.runio import locked
         from reports.report import report as run_report
 
-        return run_report(R(run_dir=str(run_dir), latency_runs=latency_runs, max_kb=max_kb), _echo)
+        with locked(run_dir, create=False):
+            return run_report(R(run_dir=str(run_dir), latency_runs=latency_runs, max_kb=max_kb), _echo)
 
     _print_report(_call(go), run_dir)
 
@@ -229,8 +241,10 @@ def run(
 
     def go():
         from mnist_opt.pipeline import run as run_pipeline
+        from mnist_opt.runio import locked
 
-        return run_pipeline(preset.value, str(target), seed, _echo, max_kb)
+        with locked(target):
+            return run_pipeline(preset.value, str(target), seed, _echo, max_kb)
 
     _print_report(_call(go), target)
 
@@ -251,7 +265,7 @@ def evaluate(
 
         return run_evaluate(model, str(data) if data else None)
 
-    result = _call(go)
+    result = _call(go, tensorflow=False)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -281,7 +295,7 @@ def predict(
 
         return run_predict(Model(model), images, top)
 
-    results = _call(go)
+    results = _call(go, tensorflow=False)
     if as_json:
         typer.echo(json.dumps(results, indent=2))
         return
@@ -309,8 +323,11 @@ def serve(
             raise InputError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
                              "pick another --port, or --port 0 for any free one") from None
 
-    server = _call(go)
+    server = _call(go, tensorflow=False)
     bound_host, bound_port = server.server_address[:2]
+    if not _loopback(bound_host):
+        typer.echo(f"warning: --host {host} is reachable from other machines, and the page has no "
+                   "authentication: anyone who can reach it can use it", err=True)
     typer.echo(f"serving {run_dir} on http://{bound_host}:{bound_port}/  (report: /report; Ctrl-C stops)")
     try:
         server.serve_forever()
@@ -318,6 +335,15 @@ def serve(
         typer.echo("stopped")
     finally:
         server.server_close()
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def main() -> None:

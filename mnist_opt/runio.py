@@ -1,7 +1,8 @@
-"""Writing run artifacts safely: every file appears whole or not at all."""
+"""Run directories: every file appears whole or not at all, and one process works in a directory at a time."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -58,3 +59,65 @@ def write_json(path: str | os.PathLike, obj) -> None:
 
 def read_json(path: str | os.PathLike):
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+_held: dict[Path, int] = {}  # run directories this process holds, and how many `locked` blocks hold each
+
+
+@contextmanager
+def locked(run_dir: str | os.PathLike, create: bool = True) -> Iterator[None]:
+    """Hold `run_dir` for this process: a second process that asks gets RunDirError naming the holder.
+
+    An OS lock (flock) on the directory itself: it goes with the process however the process
+    ends, kill -9 included, so no stale lock is ever left, and no file is written for it.
+    Nested blocks in one process share the lock (`run` holds it across tune, export and report).
+    A missing directory is made for the block (and removed after it if it is still empty); with
+    `create=False`, or for a path that is not a directory, the block runs unlocked instead, for
+    the stage to refuse with its own message.
+    """
+    from mnist_opt.errors import RunDirError
+
+    run_dir = Path(run_dir).resolve()
+    if run_dir in _held:
+        _held[run_dir] += 1
+        try:
+            yield
+        finally:
+            _held[run_dir] -= 1
+        return
+    created = not run_dir.exists()
+    if (created and not create) or (run_dir.exists() and not run_dir.is_dir()):
+        yield
+        return
+    check_writable(run_dir)
+    fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirError(f"run directory {run_dir}: in use by another mnist-opt process (pid {holder(fd)}); "
+                              "wait for it to finish, or choose another --run-dir") from None
+        _held[run_dir] = 1
+        try:
+            yield
+        finally:
+            del _held[run_dir]
+            if created and not any(run_dir.iterdir()):  # refused input: leave nothing behind
+                run_dir.rmdir()
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def holder(fd: int) -> str:
+    """The pid holding a flock on the file behind `fd`, from /proc/locks (Linux), or "unknown"."""
+    st = os.fstat(fd)
+    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return "unknown"
+    for line in lines:  # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"
+        fields = line.split()
+        if "FLOCK" in fields and len(fields) >= 6 and fields[5] == device and fields[4].isdigit():
+            return fields[4]
+    return "unknown"

@@ -1,4 +1,7 @@
-"""Measuring a model file on the MNIST test set: `.keras` or `.tflite`, loaded from disk."""
+"""Measuring a model file on the MNIST test set: `.keras` or `.tflite`, loaded from disk.
+
+A .tflite file runs on LiteRT alone: TensorFlow and Keras are imported only for a .keras file.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mnist_opt import runtime
 from mnist_opt.errors import InputError
-from tuning import pipeline
 from tuning.data import load_test
 
 SUFFIXES = (".keras", ".tflite")
@@ -27,11 +30,12 @@ class Model:
         self.bytes = self.path.read_bytes()
         try:
             if self.path.suffix == ".keras":
+                runtime.quiet_tensorflow()
                 import keras
 
                 self.keras = keras.saving.load_model(self.path, safe_mode=True)
             else:
-                from export.tflite import Runner
+                from export.litert import Runner
 
                 self.runner = Runner(self.bytes)
         except (ValueError, OSError, RuntimeError) as exc:
@@ -42,14 +46,14 @@ class Model:
         return self.path.suffix[1:]
 
     def probabilities(self, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-        x = pipeline.to_inputs(images).numpy()
+        x = to_inputs(images)
         if self.kind == "keras":
             return self.keras.predict(x, batch_size=batch_size, verbose=0)
         return np.concatenate([self.runner(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
     def latency_us(self, image: np.ndarray, runs: int, warmup: int) -> dict:
         """Median and p95 microseconds for one image, batch of 1."""
-        x = pipeline.to_inputs(image[np.newaxis]).numpy()
+        x = to_inputs(image[np.newaxis])
         call = (lambda: self.keras(x, training=False)) if self.kind == "keras" else (lambda: self.runner(x))
         for _ in range(warmup):
             call()
@@ -59,6 +63,11 @@ class Model:
             call()
             times.append((time.perf_counter_ns() - start) / 1000)
         return {"median_us": statistics.median(times), "p95_us": float(np.percentile(times, 95))}
+
+
+def to_inputs(images: np.ndarray) -> np.ndarray:
+    """uint8 images (N, 28, 28) to float32 (N, 28, 28, 1) in [0, 1]: `tuning.pipeline.to_inputs`, in numpy."""
+    return images.astype(np.float32)[..., np.newaxis] / np.float32(255.0)
 
 
 def scores(labels: np.ndarray, predicted: np.ndarray) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnist_opt.errors import InputError
 
@@ -21,14 +21,26 @@ INK = 0.2  # fraction of the contrast range that counts as ink, for cropping and
 MIN_CONTRAST = 30  # grey levels between background and ink below which an image is blank
 
 
+MOSTLY_TRANSPARENT = 0.5  # fraction of fully transparent pixels above which the alpha channel is the ink
+
+
 def load_gray(source) -> np.ndarray:
-    """A path or file-like object to a float grey array in [0, 255]; transparency composited on white."""
+    """A path or file-like object to a float grey array in [0, 255], as a person sees the image.
+
+    The EXIF orientation a phone records is applied. A mostly transparent image (a drawing on a
+    transparent canvas) takes its ink from the alpha channel, whatever the stroke's colour; other
+    transparency is composited on white.
+    """
     name = str(source) if isinstance(source, (str, Path)) else "image"
     try:
         with Image.open(source) as img:
             img.load()
+            img = ImageOps.exif_transpose(img)
             if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
                 img = img.convert("RGBA")
+                alpha = np.asarray(img.getchannel("A"), dtype=np.float32)
+                if (alpha == 0).mean() > MOSTLY_TRANSPARENT:
+                    return alpha  # opaque strokes are the ink: light on dark, as MNIST
                 background = Image.new("RGBA", img.size, (255, 255, 255, 255))
                 img = Image.alpha_composite(background, img)
             return np.asarray(img.convert("L"), dtype=np.float32)

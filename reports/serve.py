@@ -27,6 +27,8 @@ from mnist_opt import runio
 from mnist_opt.errors import InputError, RunDirError
 
 MAX_BODY = 1 << 20  # bytes: a 280x280 canvas PNG is about 10 KB; anything near 1 MiB is not a drawing
+READ_TIMEOUT = 5.0  # seconds a connection may take to send its next bytes; a stalled one is closed
+MAX_CONNECTIONS = 256  # open at once, each a thread; one more is answered 503 and closed
 MAX_PIXELS = 2048 * 2048  # decoded size cap, checked from the header before decoding
 PAGE = Path(__file__).with_name("assets") / "draw.html"
 
@@ -115,6 +117,7 @@ class Handler(BaseHTTPRequestHandler):
     app: App  # set on the subclass that `make_server` builds
     server_version = "mnist-opt"
     protocol_version = "HTTP/1.1"
+    timeout = READ_TIMEOUT  # socketserver sets it on the connection: a read that waits longer ends it
 
     def log_message(self, format, *args):  # one quiet line per request is too many for a drawing page
         pass
@@ -176,9 +179,55 @@ class Handler(BaseHTTPRequestHandler):
             self._error(exc)
 
 
-def make_server(app: App, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
+_BUSY_BODY = json.dumps({"error": "too many open connections; try again in a moment", "status": 503}).encode()
+BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(_BUSY_BODY)) + _BUSY_BODY
+
+
+class Server(ThreadingHTTPServer):
+    """The stdlib threading server with a cap on open connections: past it, 503 and close, no thread."""
+
+    daemon_threads = True
+    request_queue_size = 128  # the listen backlog; socketserver's 5 makes a burst of clients wait for SYN retries
+
+    def __init__(self, address, handler, max_connections: int = MAX_CONNECTIONS):
+        super().__init__(address, handler)
+        self.max_connections = max_connections
+        self.open, self.peak = 0, 0  # connections being handled now, and the most at once
+        self.count_lock = threading.Lock()
+
+    def process_request(self, request, client_address):
+        with self.count_lock:
+            full = self.open >= self.max_connections
+            if not full:
+                self.open += 1
+                self.peak = max(self.peak, self.open)
+        if full:
+            try:
+                request.sendall(BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._closed()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._closed()
+
+    def _closed(self) -> None:
+        with self.count_lock:
+            self.open -= 1
+
+
+def make_server(app: App, host: str = "127.0.0.1", port: int = 8000, max_connections: int = MAX_CONNECTIONS,
+                read_timeout: float = READ_TIMEOUT) -> Server:
     """A server bound to host:port (port 0: any free port), not yet serving."""
-    handler = type("BoundHandler", (Handler,), {"app": app})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+    handler = type("BoundHandler", (Handler,), {"app": app, "timeout": read_timeout})
+    return Server((host, port), handler, max_connections)

@@ -68,3 +68,35 @@ def test_bad_input_exits_2_and_writes_nothing(seed, smoke_run, tmp_path, args, e
     assert expected in result.output
     assert sorted(p.name for p in run_dir.rglob("*")) == before
     assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_a_full_disk_exits_1_leaves_no_partial_file_and_a_rerun_completes(seed, smoke_run, tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    from mnist_opt import runio
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_run[0], run_dir, ignore=shutil.ignore_patterns("export"))
+    command = ["export", str(run_dir), "--variants", "float32,int8"]
+    real, calls = runio.write_bytes, []
+
+    def full_after_one(path, data):  # the disk fills while the second file is written
+        calls.append(path)
+        if len(calls) == 2:
+            with runio.atomic_path(path) as tmp:
+                tmp.write_bytes(data[: len(data) // 2])
+                raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+        real(path, data)
+
+    monkeypatch.setattr(runio, "write_bytes", full_after_one)
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 1 and "No space left on device" in result.output, result.output
+    assert "Traceback" not in result.output
+    export_dir = run_dir / "export"
+    assert sorted(p.name for p in export_dir.iterdir()) == ["float32.tflite"]  # whole, and nothing else
+    monkeypatch.setattr(runio, "write_bytes", real)  # space freed
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((export_dir / "manifest.json").read_text())
+    assert [v["name"] for v in manifest["variants"]] == ["float32", "int8"]

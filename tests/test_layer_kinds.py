@@ -8,7 +8,7 @@ the int8 file agrees with its Keras source, and the size estimate is close to th
 import numpy as np
 import pytest
 
-from export import bridge, prune, quantize, tflite
+from export import bridge, litert, prune, quantize, tflite
 from tuning import data, pipeline
 from tuning.hypermodel import BASELINE, build_cnn, compile_model, count_params, estimate_int8_bytes
 
@@ -59,7 +59,7 @@ def test_layer_kind_goes_through_bridge_prune_qat_and_int8(seed, split, values):
     representative = images[:100]
     for source in (legacy, qat):
         int8 = tflite.convert(source, "int8", representative)
-        agree = (tflite.predict(int8, images).argmax(1) == source.predict(images, verbose=0).argmax(1)).mean()
+        agree = (litert.predict(int8, images).argmax(1) == source.predict(images, verbose=0).argmax(1)).mean()
         assert agree >= 0.98, agree
     real = len(tflite.convert(legacy, "int8", representative))
     assert abs(estimate_int8_bytes(values) - real) <= 0.05 * real, (estimate_int8_bytes(values), real)

@@ -86,3 +86,69 @@ def test_bad_images_exit_2(seed, smoke_run, tmp_path, make, expected):
         preprocess(load_gray(path))
     result = CliRunner().invoke(app, ["predict", str(run_dir / "best.keras"), str(path)])
     assert result.exit_code == 2 and expected in result.output
+
+
+def _upright_and_as_stored(x: np.ndarray, tmp_path, i: int):
+    """Digit i as a person sees it (PNG), and as a phone stores it: pixels turned, EXIF orientation 6."""
+    upright = Image.fromarray(x[i]).resize((140, 140), Image.BICUBIC)
+    upright.save(tmp_path / f"{i}.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    upright.transpose(Image.Transpose.ROTATE_90).convert("RGB").save(tmp_path / f"{i}.jpg", quality=95, exif=exif)
+    return tmp_path / f"{i}.png", tmp_path / f"{i}.jpg"
+
+
+def test_exif_orientation_is_applied(seed, smoke_export, digit_files, tmp_path):
+    run_dir, _ = smoke_export
+    _, x, _ = digit_files
+    model = Model(run_dir / "export" / "int8.tflite")
+    for i in range(5):
+        png, jpg = _upright_and_as_stored(x, tmp_path, i)
+        seen, stored = preprocess(load_gray(png)), preprocess(load_gray(jpg))
+        assert np.corrcoef(seen.ravel().astype(float), stored.ravel().astype(float))[0, 1] > 0.95
+        assert predict(model, [jpg])[0]["digit"] == predict(model, [png])[0]["digit"]
+    # Without the orientation the stored pixels are the digit turned on its side.
+    turned = np.asarray(Image.open(jpg).convert("L").resize((28, 28)))
+    assert np.corrcoef(turned.ravel().astype(float), x[4].ravel().astype(float))[0, 1] < 0.7
+
+
+@pytest.mark.parametrize("stroke", [(255, 255, 255), (0, 0, 0), (200, 30, 30)], ids=["white", "black", "red"])
+def test_a_drawing_on_a_transparent_canvas_takes_its_ink_from_alpha(seed, digit_files, tmp_path, stroke):
+    _, x, _ = digit_files
+    for i in range(5):
+        rgba = np.zeros((28, 28, 4), np.uint8)
+        rgba[..., :3] = stroke
+        rgba[..., 3] = x[i]  # opaque where the digit is, transparent elsewhere
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(rgba, "RGBA").resize((140, 140), Image.BICUBIC).save(path)
+        plain = tmp_path / f"{i}-plain.png"
+        Image.fromarray(x[i]).resize((140, 140), Image.BICUBIC).save(plain)
+        drawn, seen = preprocess(load_gray(path)), preprocess(load_gray(plain))
+        assert np.corrcoef(drawn.ravel().astype(float), seen.ravel().astype(float))[0, 1] > 0.99
+
+
+IMPORTS = """
+import sys
+from typer.testing import CliRunner
+from mnist_opt.cli import app
+result = CliRunner().invoke(app, sys.argv[1:])
+assert result.exit_code == 0, result.output
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow", "keras", "tf_keras", "keras_tuner"})
+print("HEAVY", ",".join(heavy))
+"""
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_inference_on_a_tflite_file_imports_no_tensorflow(seed, smoke_export, digit_files, command):
+    import subprocess
+    import sys
+
+    run_dir, _ = smoke_export
+    files, _, _ = digit_files
+    args = [command, str(run_dir / "export" / "int8.tflite")] + ([str(files[0][1])] if command == "predict" else [])
+    out = subprocess.run([sys.executable, "-c", IMPORTS, *args], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "HEAVY \n" in out.stdout  # none of them
+    keras_file = subprocess.run([sys.executable, "-c", IMPORTS, command, str(run_dir / "best.keras"),
+                                 *args[2:]], capture_output=True, text=True, timeout=120)
+    assert keras_file.returncode == 0 and "keras" in keras_file.stdout.split("HEAVY")[1]  # .keras still works

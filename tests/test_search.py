@@ -385,3 +385,37 @@ def test_trial_epochs_are_whole_calls_into_tensorflow():
     _, steps = search.trial_data((x, y), TuneConfig(train_subset=500, trial_batch_size=100), {}, 0)
     assert steps % train.STEPS_PER_EXECUTION == 0 and steps >= 5
     assert steps - 5 < train.STEPS_PER_EXECUTION
+
+
+def test_tuning_and_the_retrain_never_read_the_test_split(seed, tmp_path, monkeypatch):
+    """Noise in place of the 10,000 test images changes nothing the tuning stage makes, and the
+    stage never asks for them: selection and the retrain see train and validation only."""
+    import keras
+    import numpy as np
+
+    from tuning import data
+
+    def outputs(name):
+        result = search.tune(_cfg(tmp_path, run_dir=str(tmp_path / name), seed=seed))
+        trials = [(r["hyperparameters"], r["val_accuracy"]) for r in json.loads((result.run_dir / "trials.json").read_text())]
+        return trials, result.best, keras.saving.load_model(result.run_dir / "best.keras").get_weights()
+
+    real = outputs("real")
+    load_arrays = data.load_arrays
+
+    def noisy_test(*args, **kwargs):
+        arrays, path, digest = load_arrays(*args, **kwargs)
+        rng = np.random.default_rng(0)
+        noise = {"x_test": rng.integers(0, 256, arrays["x_test"].shape, dtype=np.uint8),
+                 "y_test": rng.integers(0, 10, arrays["y_test"].shape).astype(np.uint8)}
+        return {**arrays, **noise}, path, digest
+
+    def no_test(*args, **kwargs):
+        raise AssertionError("the tuning stage asked for the test split")
+
+    monkeypatch.setattr(data, "load_arrays", noisy_test)
+    monkeypatch.setattr(data, "load_test", no_test)
+    noisy = outputs("noisy")
+    assert noisy[0] == real[0] and noisy[1] == real[1]
+    for a, b in zip(noisy[2], real[2]):
+        np.testing.assert_array_equal(a, b)

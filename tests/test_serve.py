@@ -230,3 +230,89 @@ def test_page_draws_and_predicts_in_chromium(served, quick_run):
             assert "mnist-opt report" in page.title()
         finally:
             browser.close()
+
+
+def _stalled(port: int, n: int) -> list[socket.socket]:
+    """n connections that sent half a request and then nothing."""
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(b"GET /api/variants HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # no blank line: the headers never end
+        socks.append(s)
+    return socks
+
+
+@pytest.fixture
+def abusable(server):
+    """A second server on the same models, with a 1-second read timeout."""
+    application, _ = server
+    httpd = make_server(application, port=0, read_timeout=1.0)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_stalled_clients_neither_block_others_nor_stay_open(abusable):
+    port = abusable.server_address[1]
+    stalled = _stalled(port, 100)
+    try:
+        start = time.perf_counter()
+        status, doc = request(port, "GET", "/api/variants")
+        assert status == 200 and doc["variants"] and time.perf_counter() - start < 1.0
+        deadline = time.perf_counter() + 1.0 + 2.0  # the timeout, and slack for 100 threads on 2 cores
+        for s in stalled:
+            s.settimeout(max(0.01, deadline - time.perf_counter()))
+            assert s.recv(1024) == b""  # closed by the server, not answered
+        assert time.perf_counter() <= deadline
+    finally:
+        for s in stalled:
+            s.close()
+
+
+def test_connections_past_the_cap_get_503_and_the_cap_holds(server):
+    application, _ = server
+    httpd = make_server(application, port=0, max_connections=4, read_timeout=3.0)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    port = httpd.server_address[1]
+    stalled = _stalled(port, 4)
+    try:
+        time.sleep(0.2)  # let the server take all four
+        for _ in range(3):
+            status, doc = request(port, "GET", "/api/variants")
+            assert status == 503 and "too many open connections" in doc["error"]
+        assert httpd.open == httpd.peak == 4
+    finally:
+        for s in stalled:
+            s.close()
+    deadline = time.time() + 5
+    while time.time() < deadline and request(port, "GET", "/api/variants")[0] == 503:
+        time.sleep(0.1)
+    assert still_up(port) and httpd.peak == 4  # the slots came back when the stalled connections went
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_host_other_than_loopback_is_warned_about(quick_run, monkeypatch):
+    import reports.serve as serve_module
+
+    run_dir, _ = quick_run
+
+    class Stopped(serve_module.Server):
+        def serve_forever(self, poll_interval=0.5):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(serve_module, "Server", Stopped)
+    outside = CliRunner().invoke(cli, ["serve", str(run_dir), "--host", "0.0.0.0", "--port", "0"])
+    assert outside.exit_code == 0 and "no authentication" in outside.output
+    local = CliRunner().invoke(cli, ["serve", str(run_dir), "--port", "0"])
+    assert local.exit_code == 0 and "no authentication" not in local.output
+
+
+def test_serving_tflite_files_imports_no_tensorflow(quick_run):
+    run_dir, _ = quick_run
+    code = ("import sys; from reports.serve import App, make_server; app = App(sys.argv[1], latency_runs=5); "
+            "make_server(app, port=0).server_close(); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'tf_keras', 'keras_tuner'}))")
+    out = subprocess.run([sys.executable, "-c", code, str(run_dir)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr

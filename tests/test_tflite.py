@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from export import tflite
+from export import litert, tflite
 from tuning import pipeline
 
 
@@ -17,24 +17,24 @@ def test_each_quantization_agrees_with_its_keras_source(seed, small_legacy_model
     images = pipeline.to_inputs(x_val).numpy()
     reference = model.predict(images, verbose=0).argmax(1)
     for quantization, model_bytes in converted.items():
-        probs = tflite.predict(model_bytes, images, batch_size=128)
+        probs = litert.predict(model_bytes, images, batch_size=128)
         assert probs.shape == (len(images), 10)
         assert (probs.argmax(1) == reference).mean() >= 0.98, quantization
 
 
 def test_int8_takes_and_returns_int8_and_is_smallest(seed, converted):
-    run = tflite.Runner(converted["int8"])
+    run = litert.Runner(converted["int8"])
     assert run.input_dtype == np.int8 and np.dtype(run.output["dtype"]) == np.int8
     assert run.input["quantization"][0] > 0
     assert len(converted["int8"]) < len(converted["float16"]) < len(converted["none"])
-    assert tflite.Runner(converted["none"]).input_dtype == np.float32
+    assert litert.Runner(converted["none"]).input_dtype == np.float32
 
 
 def test_int8_without_input_scaling_collapses(seed, small_legacy_model, converted):
     """Why Runner quantizes inputs: raw [0, 1] floats cast to int8 lose the digit."""
     model, _, _, _, x_val, _ = small_legacy_model
     images = pipeline.to_inputs(x_val[:200]).numpy()
-    run = tflite.Runner(converted["int8"])
+    run = litert.Runner(converted["int8"])
     run._resize(len(images))
     run.interpreter.set_tensor(run.input["index"], images.astype(np.int8))
     run.interpreter.invoke()

@@ -60,3 +60,40 @@ def test_seconds_per_image_is_measured_per_model(seed):
     # ~250x the multiply-adds of the baseline, with augmentation: far slower on any machine.
     big = dict(BASELINE, conv_blocks=2, convs_per_block=2, filters_0=64, filters_1=128, rotation=0.1)
     assert 0 < small < train.seconds_per_image(big, split, 128, steps=5)
+
+
+def test_the_recipe_warms_up_to_the_trials_rate_then_decays_to_zero():
+    optimizer = train.recipe_optimizer(dict(BASELINE, learning_rate=3e-3), steps=1000)
+    assert type(optimizer).__name__ == "AdamW" and optimizer.weight_decay == train.WEIGHT_DECAY
+    rate = lambda step: float(optimizer._learning_rate(step))  # noqa: E731
+    assert rate(0) == pytest.approx(3e-4)  # a tenth of the peak
+    assert rate(100) == pytest.approx(3e-3)  # the peak, after the warm-up's 10%
+    assert rate(50) == pytest.approx((3e-4 + 3e-3) / 2, rel=1e-3)  # linear on the way up
+    assert rate(550) == pytest.approx(1.5e-3, rel=1e-3)  # half way down the cosine
+    assert rate(1000) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_epochs_in_a_budget():
+    assert train.epochs_in(9.0, 0.5, 30) == 18
+    assert train.epochs_in(9.0, 0.1, 30) == 30  # never more than asked for
+    assert train.epochs_in(0.2, 0.5, 30) == 1  # at least one
+
+
+def test_keep_best_restores_the_best_validation_epoch(seed):
+    import numpy as np
+
+    scores = iter([0.5, 0.9, 0.7])
+    weights_at = {}
+
+    class Scored(keras.callbacks.Callback):  # a val_accuracy per epoch, and the weights it was scored with
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_accuracy"] = next(scores)
+            weights_at[epoch] = [w.copy() for w in self.model.get_weights()]
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("adam", "categorical_crossentropy")
+    x, y = np.random.default_rng(seed).random((32, 4), dtype="float32"), np.eye(2, dtype="float32")[[0, 1] * 16]
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[Scored(), train.KeepBest()])
+    for kept, best in zip(model.get_weights(), weights_at[1]):
+        np.testing.assert_array_equal(kept, best)
+    assert not np.array_equal(model.get_weights()[0], weights_at[2][0])  # not the last epoch's

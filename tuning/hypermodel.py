@@ -64,6 +64,10 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         return tf.cast(y, self.compute_dtype)
 
 
+ARCHITECTURE_KEYS = ("conv_blocks", "convs_per_block", "kernel_size", "stem_stride", "separable", "transition",
+                     "pool_last", "batch_norm", "global_pooling", "dense_units", "dropout")
+
+
 def architecture(values: dict) -> dict:
     """`values` with every architecture key: the defaults fill in keys added since a run was made.
 
@@ -74,16 +78,12 @@ def architecture(values: dict) -> dict:
         key: v for key, v in values.items() if key.startswith("filters_")}
 
 
-ARCHITECTURE_KEYS = ("conv_blocks", "convs_per_block", "kernel_size", "stem_stride", "separable", "transition",
-                     "pool_last", "batch_norm", "global_pooling", "dense_units", "dropout")
-
-
 def layer_plan(values: dict):
-    """The weight layers of `build_cnn(values)`, in order: (kind, name, kernel, stride, filters).
+    """The conv stack of `build_cnn(values)`, in order: (kind, name, kernel, stride, filters).
 
-    kind is "conv" (a Conv2D) or "depthwise" (a DepthwiseConv2D; filters is its input's channels);
-    a "pool" entry (name only) marks each 2x2 max pooling. `build_cnn`, `count_params` and
-    `estimate_int8_bytes` all read this one plan, so they cannot disagree on the layers.
+    kind is "conv" (a Conv2D), "depthwise" (a DepthwiseConv2D; filters is its input's channels)
+    or "pool" (a 2x2 max pooling). `build_cnn`, `count_params` and `estimate_int8_bytes` all read
+    this one plan, so they cannot disagree on the layers.
     """
     v = architecture(values)
     channels, first = INPUT_SHAPE[-1], True

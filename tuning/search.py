@@ -30,7 +30,7 @@ from keras_tuner.engine import trial as trial_module
 
 from mnist_opt import runio, runtime
 from mnist_opt.errors import RunDirError, SearchFailed
-from tuning import data, oracles, pipeline, space as space_module, train
+from tuning import data, oracles, pipeline, space as space_module, state, train
 from tuning.config import TuneConfig
 from tuning.hypermodel import CNNHyperModel, architecture, compile_model, count_params, estimate_int8_bytes, sample
 
@@ -294,6 +294,7 @@ def search(cfg: TuneConfig, space, split: data.Split, run_dir: Path, log: Log = 
     Trial epochs are `epoch_images` images of the train split; selection uses validation only.
     """
     n = epoch_images(cfg, len(split.y_train))
+    state.check(run_dir, cfg.tuner == "hyperband")  # before Keras Tuner reloads it
     tuner = make_tuner(cfg, space, run_dir)
     tuner.setup(cfg, split, run_dir, log, trials_path)
     log(f"search: {cfg.tuner} over space '{space.name}', trial epochs of {n:,} of the {len(split.y_train):,} "

@@ -106,15 +106,18 @@ class KeepBest(keras.callbacks.Callback):
 
 
 def train(values: dict, split: Split, epochs: int, batch_size: int, seed: int,
-          log: Callable[[str], None] = lambda line: None, minutes: float | None = None) -> tuple[keras.Model, dict]:
-    """Train `build_cnn(values)` on the whole train split for `epochs` (stopped in `minutes`), with the recipe.
+          log: Callable[[str], None] = lambda line: None, minutes: float | None = None,
+          recipe: bool = True) -> tuple[keras.Model, dict]:
+    """Train `build_cnn(values)` on the whole train split for `epochs` (stopped in `minutes`).
 
     The recipe: AdamW over a warm-up and cosine schedule of exactly `epochs` epochs, the trial's
-    augmentation and label smoothing, and the weights of the best validation epoch kept. Trains in
+    augmentation and label smoothing, and the weights of the best validation epoch kept; without
+    it (`recipe=False`, the original project's way), Adam at the constant rate. Trains in
     `runtime.training_dtype()`. Returns an uncompiled float32 model with those weights, and the history.
     """
     keras.utils.set_random_seed(seed)
-    model = model_to_train(values, steps=math.ceil(len(split.y_train) / batch_size) * epochs)
+    steps = math.ceil(len(split.y_train) / batch_size) * epochs
+    model = model_to_train(values, steps=steps if recipe else None)
     train_ds = pipeline.dataset(split.x_train, split.y_train, batch_size,
                                 pipeline.Augment.from_values(values), seed=seed)
     val_ds = pipeline.dataset(split.x_val, split.y_val, 1000)
@@ -129,10 +132,8 @@ def train(values: dict, split: Split, epochs: int, batch_size: int, seed: int,
     return final, history.history
 
 
-def epochs_in(minutes: float | None, minutes_per_epoch: float, epochs: int) -> int:
-    """How many of `epochs` fit in `minutes` (all of them when there is no budget; at least one)."""
-    if minutes is None:
-        return epochs
+def epochs_in(minutes: float, minutes_per_epoch: float, epochs: int) -> int:
+    """How many of `epochs` fit in `minutes` (at least one)."""
     return max(1, min(epochs, int(minutes / minutes_per_epoch)))
 
 
@@ -165,7 +166,7 @@ def train_baseline(run_dir: Path, epochs: int, seed: int, data_path: str | None 
         raise RunDirError(f"run directory {run_dir}: exists and is not a directory; pass --run-dir with a directory")
     runio.check_writable(run_dir)
     log(f"baseline: Conv2D(32) + MaxPooling, Flatten, Dense softmax; up to {epochs} epochs")
-    model, history = train(BASELINE, split, epochs, 128, seed, log)
+    model, history = train(BASELINE, split, epochs, 128, seed, log, recipe=False)
     path = run_dir / "baseline.keras"
     with runio.atomic_path(path) as tmp:
         model.save(tmp)
