@@ -204,7 +204,7 @@ def test_killed_search_resumes_without_retraining_finished_trials(seed, tmp_path
     import time
 
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "mnist_opt", "tune", "--tuner", "random", "--max-trials", "3",
+    command = [sys.executable, "-m", "mnist_opt", "tune", "--space", "tiny", "--tuner", "random", "--max-trials", "3",
                "--max-epochs", "1", "--train-subset", "1000", "--final-epochs", "1", "--seed", str(seed),
                "--run-dir", str(run_dir)]
     trials_path = run_dir / "trials.json"
