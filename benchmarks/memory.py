@@ -5,7 +5,7 @@
 Each trial's record in trials.json carries the RSS of the process that ran it
 (`rss_mib`). Keras Tuner clears the Keras session before each build and the
 search drops the gradient functions each trial registered
-(`mnist_opt.runtime.released_custom_gradients`); RSS should stay level.
+(`mnist_opt.workarounds.released_custom_gradients`); RSS should stay level.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ def throughput() -> dict:
     import numpy as np
 
     from tuning import data, train
-    from tuning.hypermodel import build_cnn, compile_model
+    from tuning.architecture import build_cnn, compile_model
 
     split = data.load_split(0)
     x, y = split.x_train[:IMAGES], split.y_train[:IMAGES]
@@ -126,9 +126,11 @@ def timed(name: str, commands: list[list[str]], run_dir: str) -> dict:
     report = json.loads((Path(run_dir) / "report.json").read_text())
     variants = {r["name"]: {"test_accuracy": r["test_accuracy"], "bytes": r["bytes"], "gzip_bytes": r["gzip_bytes"],
                             "params": r["params"]} for r in report["rows"]}
+    best = json.loads((Path(run_dir) / "best_hparams.json").read_text())  # the winner and its retrain
+    winner = {k: best[k] for k in ("trial_id", "params", "search_val_accuracy", "val_accuracy", "epochs_trained")}
     result = {"commands": [" ".join(["mnist-opt", *c]) for c in commands], "seconds": round(seconds, 1),
-              "minutes": round(seconds / 60, 2), "recommended": report["recommended"], "variants": variants,
-              "target_minutes": TARGET_MINUTES.get(name)}
+              "minutes": round(seconds / 60, 2), "recommended": report["recommended"], "winner": winner,
+              "variants": variants, "target_minutes": TARGET_MINUTES.get(name)}
     if target := QUALITY.get(name):
         best = best_int8(variants, target)
         result["quality_target"] = {**target, "best_int8": best, "met": best >= target["int8_test_accuracy"]}
@@ -303,7 +305,7 @@ def predict_latency(work: Path, runs: int = 5) -> dict:
     from export.tflite import convert
     from tuning import space
     from tuning.data import load_test
-    from tuning.hypermodel import build_cnn
+    from tuning.architecture import build_cnn
 
     model = work / "int8.tflite"
     representative = np.random.default_rng(0).random((20, 28, 28, 1), dtype="float32")

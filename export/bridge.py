@@ -1,7 +1,7 @@
 """Moving a tuned Keras 3 model into tf_keras, the only Keras tensorflow-model-optimization takes.
 
 The architecture is rebuilt from the same hyperparameters by the one
-definition in `tuning.hypermodel`, the weights are copied over in layer
+definition in `tuning.architecture`, the weights are copied over in layer
 order, and the two models must then agree. A mismatch is an error.
 """
 
@@ -11,7 +11,7 @@ import numpy as np
 import tf_keras
 
 from mnist_opt.errors import BridgeMismatch
-from tuning.hypermodel import build_cnn
+from tuning.architecture import build_cnn
 
 TOLERANCE = 1e-5  # max absolute difference of probabilities: float32 rounding, nothing more
 

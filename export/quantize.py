@@ -7,7 +7,7 @@ import tensorflow_model_optimization as tfmot
 import tf_keras
 
 from export.prune import copy
-from tuning.hypermodel import compile_model
+from tuning.architecture import compile_model
 
 FINE_TUNE_LR = 0.1  # fraction of the tuned learning rate: the weights are already trained and pruned
 

@@ -72,7 +72,7 @@ DATA_HELP = "MNIST .npz file (default: $MNIST_NPZ, then the bundled copy, then K
 
 @app.command()
 def tune(
-    space: str = typer.Option(T.space, help="Search space: a built-in name (default, tiny) or a .toml path."),
+    space: str = typer.Option(T.space, help="Search space: a built-in name (default, tiny, wide, quick) or a .toml path."),
     tuner: TunerName = typer.Option(TunerName(T.tuner), help="Search algorithm."),
     starts: bool = typer.Option(T.starts, help="Train the space's [[start]] designs first; --no-starts: only "
                                 "what the tuner draws."),
@@ -180,7 +180,7 @@ def export(
             variants=tuple(v.strip() for v in variants.split(",") if v.strip()), train_subset=train_subset)
 
     def go():
-        from export.run import export as run_export
+        from export.export import export as run_export
         from mnist_opt.runio import locked
 
         with locked(run_dir, create=False):  # a missing run directory is refused by the stage
@@ -240,11 +240,11 @@ def run(
     target = run_dir or Path(_default_run_dir())
 
     def go():
-        from mnist_opt.pipeline import run as run_pipeline
+        from mnist_opt.workflow import run as run_workflow
         from mnist_opt.runio import locked
 
         with locked(target):
-            return run_pipeline(preset.value, str(target), seed, _echo, max_kb)
+            return run_workflow(preset.value, str(target), seed, _echo, max_kb)
 
     _print_report(_call(go), target)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import gc
 import os
 import signal
 import sys
@@ -105,50 +104,6 @@ def rss_mib() -> float | None:
     except (OSError, StopIteration):
         return None
     return round(int(line.split()[1]) / 1024, 1)
-
-
-def custom_gradients() -> set[str]:
-    """Names of the gradient functions that `tf.custom_gradient` has registered in this process."""
-    from tensorflow.python.framework import ops
-
-    return {name for name in ops._gradient_registry._registry if name.startswith("CustomGradient-")}
-
-
-@contextmanager
-def released_custom_gradients():
-    """Drop the gradient functions that `tf.custom_gradient` registered inside the block.
-
-    Keras 3's optimizer sums gradients through `tf.distribute`'s `all_reduce`,
-    which registers a custom gradient in TensorFlow's global gradient registry
-    every time a train step is traced, and never removes it. Each one keeps its
-    whole train-step graph alive: about 10 MiB per trained model, which
-    `clear_session` and `gc.collect` cannot free. Use around training whose
-    graphs are not traced again after the block.
-    """
-    from tensorflow.python.framework import ops
-
-    before = custom_gradients()
-    try:
-        yield
-    finally:
-        for name in custom_gradients() - before:
-            del ops._gradient_registry._registry[name]
-
-
-@contextmanager
-def frozen_heap():
-    """Leave the objects alive now (TensorFlow, Keras, the data) out of garbage collection in the block.
-
-    Keras Tuner collects garbage twice before every trial, and each full collection walks every
-    object in the process: 0.4 s a trial here, a tenth of a one-epoch trial. What the block
-    creates is collected as usual; the rest is handed back to the collector at its end.
-    """
-    gc.collect()
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 _interrupted = False

@@ -66,7 +66,7 @@ class Model:
 
 
 def to_inputs(images: np.ndarray) -> np.ndarray:
-    """uint8 images (N, 28, 28) to float32 (N, 28, 28, 1) in [0, 1]: `tuning.pipeline.to_inputs`, in numpy."""
+    """uint8 images (N, 28, 28) to float32 (N, 28, 28, 1) in [0, 1]: `tuning.inputs.to_inputs`, in numpy."""
     return images.astype(np.float32)[..., np.newaxis] / np.float32(255.0)
 
 

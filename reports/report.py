@@ -14,8 +14,7 @@ import html
 from collections.abc import Callable
 from pathlib import Path
 
-from mnist_opt import runio
-from mnist_opt.errors import RunDirError
+from mnist_opt import rundir, runio
 from reports import plots
 from reports.config import ReportConfig
 from reports.evaluate import Model, scores
@@ -27,16 +26,9 @@ Log = Callable[[str], None]
 
 def check_inputs(cfg: ReportConfig) -> dict:
     run = Path(cfg.run_dir)
-    if not run.is_dir():
-        raise RunDirError(f"run directory {run}: does not exist; run `mnist-opt run --run-dir {run}` first")
-    needed = ["best.keras", "best_hparams.json", "config.json", "export/manifest.json"]
-    missing = [n for n in needed if not (run / n).is_file()]
-    if missing:
-        raise RunDirError(f"run directory {run}: unfinished ({', '.join(missing)} missing); run "
-                          f"`mnist-opt tune --run-dir {run}` and `mnist-opt export {run}` first")
+    rundir.require(run, rundir.EXPORTED, f"run `mnist-opt run --run-dir {run}` (or `tune` and `export`) first")
     runio.check_writable(run)
-    return {"best": runio.read_json(run / "best_hparams.json"), "tune": runio.read_json(run / "config.json")["tune"],
-            "manifest": runio.read_json(run / "export" / "manifest.json")}
+    return {"best": rundir.best(run), "tune": rundir.tune_settings(run), "manifest": rundir.manifest(run)}
 
 
 def exported_files(rows: list[dict], max_kb: float | None = None) -> list[dict]:
@@ -72,7 +64,7 @@ def size_estimate(best: dict, rows: list[dict]) -> dict | None:
     int8 = next((r for r in rows if r["name"] == "int8"), None)
     if int8 is None or "hyperparameters" not in best:
         return None
-    from tuning.hypermodel import estimate_int8_bytes
+    from tuning.size import estimate_int8_bytes
 
     estimated = estimate_int8_bytes(best["hyperparameters"])
     return {"estimated_bytes": estimated, "int8_bytes": int8["bytes"],
@@ -89,7 +81,7 @@ def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
         from tuning.train import train_baseline
 
         log(f"baseline.keras missing: training the reference CNN ({cfg.baseline_epochs} epochs)")
-        train_baseline(run_dir, cfg.baseline_epochs, tune_cfg["seed"], tune_cfg["data"], log)
+        train_baseline(run_dir, cfg.baseline_epochs, tune_cfg["seed"], tune_cfg["data"], log, cfg.baseline_images)
 
     # 2. The models, in table order, each loaded from its file.
     entries = [("baseline", run_dir / "baseline.keras", None), ("tuned", run_dir / "best.keras", None)]

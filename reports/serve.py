@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from PIL import Image, UnidentifiedImageError
 
-from mnist_opt import runio
+from mnist_opt import rundir, runio
 from mnist_opt.errors import InputError, RunDirError
 
 MAX_BODY = 1 << 20  # bytes: a 280x280 canvas PNG is about 10 KB; anything near 1 MiB is not a drawing
@@ -57,11 +57,9 @@ class App:
         from tuning.data import load_test
 
         self.run_dir = Path(run_dir)
-        manifest_path = self.run_dir / "export" / "manifest.json"
-        if not manifest_path.is_file():
-            raise RunDirError(f"run directory {self.run_dir}: no exported models (export/manifest.json missing); "
-                              f"run `mnist-opt export {self.run_dir}` first")
-        manifest = runio.read_json(manifest_path)
+        rundir.require(self.run_dir, (rundir.MANIFEST,), f"run `mnist-opt export {self.run_dir}` first",
+                       what="no exported models")
+        manifest = rundir.manifest(self.run_dir)
         report_path = self.run_dir / "report.json"
         report = runio.read_json(report_path) if report_path.is_file() else {}
         accuracy = {r["name"]: r["test_accuracy"] for r in report.get("rows", [])}

@@ -12,6 +12,18 @@ os.environ.pop("MNIST_NPZ", None)  # tests choose their data explicitly
 
 SEED = 1234
 
+# `make test` runs two pytest workers and keeps each group of tests in one of them: every module is
+# its own group, except the modules that share one of the costly session fixtures below, which
+# would otherwise be built once in each worker.
+SHARED_FIXTURE_GROUPS = {"test_report": "quick_run", "test_serve": "quick_run",
+                         "test_export": "smoke_export", "test_evaluate": "smoke_export", "test_predict": "smoke_export"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2]
+        item.add_marker(pytest.mark.xdist_group(SHARED_FIXTURE_GROUPS.get(module, module)))
+
 
 @pytest.fixture
 def seed():
@@ -74,8 +86,8 @@ def small_legacy_model():
     import keras
     import tf_keras
 
-    from tuning import data, pipeline
-    from tuning.hypermodel import BASELINE, build_cnn, compile_model
+    from tuning import data, inputs
+    from tuning.architecture import BASELINE, build_cnn, compile_model
 
     keras.utils.set_random_seed(SEED)
     values = dict(BASELINE, conv_blocks=2, filters_0=8, filters_1=16, batch_norm=True, dense_units=32)
@@ -84,7 +96,7 @@ def small_legacy_model():
     x, y = split.x_train[idx], split.y_train[idx]
     model = build_cnn(values, tf_keras)
     compile_model(model, values, k=tf_keras)
-    model.fit(pipeline.dataset(x, y, 128, seed=SEED), epochs=2, verbose=0)
+    model.fit(inputs.dataset(x, y, 128, seed=SEED), epochs=2, verbose=0)
     return model, values, x, y, split.x_val[:500], split.y_val[:500]
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from export import bridge
 from mnist_opt.errors import BridgeMismatch
-from tuning.hypermodel import BASELINE, build_cnn
+from tuning.architecture import BASELINE, build_cnn
 
 
 def _inputs(seed, n=64):

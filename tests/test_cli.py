@@ -24,6 +24,19 @@ def test_every_command_has_help_with_an_example(seed):
         assert "Example: mnist-opt " + name in result.output
 
 
+def test_tune_has_an_option_for_every_setting(seed):
+    """What `distributed.worker_command` relies on: each TuneConfig field is `tune --field-name`."""
+    from dataclasses import fields
+
+    import typer.main
+
+    from tuning.config import CLI_HIDDEN, TuneConfig
+
+    options = {o for p in typer.main.get_command(app).commands["tune"].params for o in p.opts}
+    for f in fields(TuneConfig):
+        assert (f"--{f.name.replace('_', '-')}" in options) != (f.name in CLI_HIDDEN), f.name
+
+
 def test_help_does_not_import_tensorflow(seed):
     code = ("import sys; from typer.testing import CliRunner; from mnist_opt.cli import app; "
             "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0; "

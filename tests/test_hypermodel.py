@@ -5,7 +5,9 @@ import pytest
 import tf_keras
 
 from tuning import space
-from tuning.hypermodel import BASELINE, CNNHyperModel, build_cnn, count_params, estimate_int8_bytes, sample
+from tuning.architecture import BASELINE, build_cnn
+from tuning.hypermodel import CNNHyperModel, sample
+from tuning.size import count_params, estimate_int8_bytes
 
 
 def corner_values(space_name: str, which: str) -> dict:
@@ -84,16 +86,16 @@ def test_int8_size_estimate_is_within_15_percent_of_the_real_file(seed, values):
 
 def test_batch_norm_models_can_be_judged_after_one_short_epoch(seed):
     """Hyperband ranks models after an epoch or two: the moving statistics must be usable by then."""
-    from tuning import data, pipeline
-    from tuning.hypermodel import compile_model
+    from tuning import data, inputs
+    from tuning.architecture import compile_model
 
     split = data.load_split(seed)
     idx = data.stratified_indices(split.y_train, 4000, seed)
     values = dict(BASELINE, conv_blocks=2, filters_0=16, filters_1=32, batch_norm=True, dense_units=64)
     model = build_cnn(values)
     compile_model(model, values)
-    history = model.fit(pipeline.dataset(split.x_train[idx], split.y_train[idx], 64, seed=seed),
-                        validation_data=pipeline.dataset(split.x_val, split.y_val, 1000), epochs=1, verbose=0)
+    history = model.fit(inputs.dataset(split.x_train[idx], split.y_train[idx], 64, seed=seed),
+                        validation_data=inputs.dataset(split.x_val, split.y_val, 1000), epochs=1, verbose=0)
     train_acc, val_acc = history.history["accuracy"][0], history.history["val_accuracy"][0]
     assert val_acc > 0.8 and val_acc > train_acc - 0.1, (train_acc, val_acc)  # Keras' default 0.99: ~0.1
 
@@ -116,7 +118,7 @@ def _variables_made_in_steps(model, fit) -> list[str]:
 
 def test_compiled_model_makes_no_variable_in_its_first_step():
     """A variable made in a traced step makes TensorFlow trace it twice: for every trial, seconds."""
-    from tuning.hypermodel import compile_model
+    from tuning.architecture import compile_model
 
     values = dict(BASELINE, batch_norm=True)
     x = np.random.default_rng(0).random((16, 28, 28, 1), dtype="float32")
@@ -134,7 +136,7 @@ def test_compiled_model_makes_no_variable_in_its_first_step():
 def test_loaded_weights_bring_back_adams_state(tmp_path):
     """Adam is built at compile time, so a checkpoint's Adam state loads with its weights (the search
     makes a promoted trial's Adam afresh: TrialRecorder._build_hypermodel)."""
-    from tuning.hypermodel import compile_model
+    from tuning.architecture import compile_model
 
     values = dict(BASELINE)
     x = np.random.default_rng(0).random((16, 28, 28, 1), dtype="float32")
@@ -156,7 +158,8 @@ def test_fused_batch_norm_trains_as_keras_does(seed):
     """The fused kernel is a faster route to Keras' own batch norm: same output, gradients and moving averages."""
     import tensorflow as tf
 
-    from tuning.hypermodel import BN_MOMENTUM, FusedBatchNormalization
+    from tuning.architecture import BN_MOMENTUM
+    from tuning.fused_bn import FusedBatchNormalization
 
     x = tf.constant(np.random.default_rng(seed).normal(2.0, 3.0, (8, 7, 7, 5)).astype("float32"))
     layers = [cls(momentum=BN_MOMENTUM) for cls in (keras.layers.BatchNormalization, FusedBatchNormalization)]
@@ -194,7 +197,8 @@ def test_only_models_built_to_train_have_fused_batch_norm(seed):
 def test_fused_batch_norm_in_mixed_bfloat16_matches_keras(seed, channels):
     import tensorflow as tf
 
-    from tuning.hypermodel import BN_MOMENTUM, FusedBatchNormalization
+    from tuning.architecture import BN_MOMENTUM
+    from tuning.fused_bn import FusedBatchNormalization
 
     x = tf.cast(np.random.default_rng(seed).normal(2.0, 3.0, (8, 7, 7, channels)), tf.bfloat16)
     layers = [cls(momentum=BN_MOMENTUM, dtype="mixed_bfloat16")

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from export import bridge, litert, prune, quantize, tflite
-from tuning import data, pipeline
-from tuning.hypermodel import BASELINE, build_cnn, compile_model, count_params, estimate_int8_bytes
+from tuning import data, inputs
+from tuning.architecture import BASELINE, build_cnn, compile_model
+from tuning.size import count_params, estimate_int8_bytes
 
 BN_GAP = dict(BASELINE, conv_blocks=2, convs_per_block=2, filters_0=16, filters_1=32, batch_norm=True,
               global_pooling=True, pool_last=False, dropout=0.1, learning_rate=3e-3)
@@ -35,8 +36,8 @@ def split():
 @pytest.mark.parametrize("values", KINDS.values(), ids=KINDS.keys())
 def test_layer_kind_goes_through_bridge_prune_qat_and_int8(seed, split, values):
     x, y, x_val, y_val = split
-    train_ds, val_ds = pipeline.dataset(x, y, 32, seed=seed), pipeline.dataset(x_val, y_val, 500)
-    images = pipeline.to_inputs(x_val).numpy()
+    train_ds, val_ds = inputs.dataset(x, y, 32, seed=seed), inputs.dataset(x_val, y_val, 500)
+    images = inputs.to_inputs(x_val).numpy()
     model = build_cnn(values, fused_bn=True)
     compile_model(model, values)
     model.fit(train_ds, epochs=2, verbose=0)

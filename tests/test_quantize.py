@@ -1,22 +1,25 @@
 import numpy as np
 import pytest
+import tensorflow_model_optimization as tfmot
 import tf_keras
 
 from export import prune, quantize
-from tuning import pipeline
-from tuning.hypermodel import BASELINE, build_cnn
+from tuning import inputs
+from tuning.architecture import BASELINE, build_cnn
 
 
 def test_qat_keeps_the_zeros_of_pruning(seed, small_legacy_model):
     model, values, x, y, x_val, y_val = small_legacy_model
-    train_ds = pipeline.dataset(x, y, 128, seed=seed)
-    val_ds = pipeline.dataset(x_val, y_val, 500)
+    train_ds = inputs.dataset(x, y, 128, seed=seed)
+    val_ds = inputs.dataset(x_val, y_val, 500)
     stripped = prune.strip(prune.prune(model, values, train_ds, val_ds, 0.7, epochs=1, min_weights=1000))
     before = prune.sparsity(stripped, 1000)
     qat = quantize.quantize(stripped, values, train_ds, val_ds, epochs=1)
-    assert any("quant" in layer.name for layer in qat.layers)
+    wrapped = {layer.layer.name for layer in qat.layers if isinstance(layer, tfmot.quantization.keras.QuantizeWrapperV2)}
+    kernels = {layer.name for layer in stripped.layers if isinstance(layer, (tf_keras.layers.Conv2D, tf_keras.layers.Dense))}
+    assert kernels and wrapped >= kernels  # every conv and dense layer learns its quantization
     assert prune.sparsity(qat, 1000) >= before - 0.005
-    images = pipeline.to_inputs(x_val).numpy()
+    images = inputs.to_inputs(x_val).numpy()
     # Fine-tuning moves predictions; it must not cost accuracy beyond quantization noise.
     accuracy = lambda m: (m.predict(images, verbose=0).argmax(1) == y_val).mean()  # noqa: E731
     assert accuracy(qat) >= accuracy(stripped) - 0.03
@@ -35,6 +38,6 @@ def test_every_architecture_keeps_its_zeros_through_qat(seed, batch_norm):
             layer.kernel.assign(k)
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, (256, 28, 28), dtype=np.uint8)
-    ds = pipeline.dataset(x, rng.integers(0, 10, 256), 64, seed=seed)
+    ds = inputs.dataset(x, rng.integers(0, 10, 256), 64, seed=seed)
     qat = quantize.quantize(model, values, ds, ds, epochs=1)
     assert abs(prune.sparsity(qat, 1000) - 0.8) <= 0.01

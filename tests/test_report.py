@@ -35,8 +35,9 @@ def test_report_accuracies_are_what_the_files_give(seed, quick_run):
     doc = json.loads((run_dir / "report.json").read_text())
     assert doc["test_images"] == 10000
     rows = {r["name"]: r for r in doc["rows"]}
-    assert {"baseline", "tuned", "float32", "int8", "pruned_qat_int8"} <= set(rows)
-    for name in ("float32", "int8", "pruned_int8", "pruned_qat_int8"):
+    exported = [v["name"] for v in json.loads((run_dir / "export" / "manifest.json").read_text())["variants"]]
+    assert set(rows) == {"baseline", "tuned", *exported} and "int8" in exported
+    for name in exported:
         assert _litert_accuracy(run_dir / rows[name]["file"]) == rows[name]["test_accuracy"], name
         assert rows[name]["matches_manifest"] is True
 
@@ -61,7 +62,11 @@ def test_report_rows_are_complete_and_consistent(seed, quick_run):
 def test_markdown_and_html_are_written_and_self_contained(seed, quick_run):
     run_dir, output = quick_run
     md = (run_dir / "report.md").read_text()
-    assert "★" in md and "| int8 |" in md or "**int8** ★" in md
+    recommended = json.loads((run_dir / "report.json").read_text())["recommended"]
+    assert md.count("** ★ |") == 1 and f"| **{recommended}** ★ |" in md  # the one recommended row, marked
+    assert f"★ recommended: **{recommended}**" in md
+    for name in ("baseline", "tuned", "int8"):
+        assert f"| {name} |" in md or f"| **{name}** ★ |" in md
     page = (run_dir / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3
     assert not re.search(r"(src|href)=\"(https?:)?//", page) and "http://" not in page and "https://" not in page
@@ -95,8 +100,8 @@ def test_pareto_front():
     assert pareto([(1, 0.9), (2, 0.95), (3, 0.94), (4, 0.99)]) == [0, 1, 3]
 
 
-def test_report_on_an_unfinished_run_exits_2(seed, smoke_run, tmp_path):
-    run_dir, _ = smoke_run  # tuned; maybe exported by other tests, but this copy has no export
+def test_report_on_an_unfinished_run_exits_2(seed, quick_run, tmp_path):
+    run_dir, _ = quick_run  # finished, but this copy has no export
     (tmp_path / "run").mkdir()
     for name in ("best.keras", "best_hparams.json", "config.json"):
         (tmp_path / "run" / name).write_bytes((run_dir / name).read_bytes())
@@ -125,8 +130,11 @@ def test_report_max_kb_moves_the_recommendation_into_the_budget(seed, quick_run,
     assert "size budget" in doc["recommendation_rule"]
 
 
-def test_run_again_skips_finished_stages(seed, quick_run):
-    run_dir, _ = quick_run
+def test_run_again_skips_finished_stages_wherever_the_run_was_moved(seed, quick_run, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "moved"
+    shutil.copytree(quick_run[0], run_dir)  # the settings saved name the old path
     before = (run_dir / "best.keras").stat().st_mtime_ns
     result = CliRunner().invoke(app, ["run", "--preset", "quick", "--run-dir", str(run_dir), "--seed", "1234"])
     assert result.exit_code == 0, result.output

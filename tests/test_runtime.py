@@ -17,20 +17,6 @@ def _fit_once(callbacks=()):
               callbacks=list(callbacks))
 
 
-def test_training_registers_custom_gradients_that_the_block_releases(seed):
-    """The leak is real (Keras' optimizer registers a gradient per traced step) and the block undoes it."""
-    before = runtime.custom_gradients()
-    _fit_once()
-    leaked = runtime.custom_gradients() - before
-    assert leaked  # if Keras stops doing this, the workaround can go
-
-    before = runtime.custom_gradients()
-    with runtime.released_custom_gradients():
-        _fit_once()
-        assert runtime.custom_gradients() - before  # registered while training...
-    assert runtime.custom_gradients() == before  # ...and gone after
-
-
 def test_rss_is_this_process_resident_memory():
     from pathlib import Path
 
@@ -91,23 +77,3 @@ def test_unknown_precision_is_an_input_error(precision):
     precision("fp16")
     with pytest.raises(InputError, match=r"MNIST_OPT_PRECISION='fp16': expected one of auto, float32, bfloat16"):
         runtime.training_dtype()
-
-
-def test_frozen_heap_leaves_old_objects_out_and_collects_new_garbage():
-    import gc
-
-    class Cycle:
-        pass
-
-    assert gc.get_freeze_count() == 0
-    with pytest.raises(RuntimeError):
-        with runtime.frozen_heap():
-            assert gc.get_freeze_count() > 0  # what was alive at the start: TensorFlow and the rest
-            cycle = Cycle()
-            cycle.self = cycle
-            ref = weakref.ref(cycle)
-            del cycle
-            gc.collect()
-            assert ref() is None  # garbage made inside the block is still collected
-            raise RuntimeError("a trial fails")
-    assert gc.get_freeze_count() == 0  # handed back, however the block ends

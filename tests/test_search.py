@@ -4,11 +4,12 @@ import keras
 import numpy as np
 import pytest
 
-from mnist_opt import runtime
+from mnist_opt import runtime, workarounds
 from mnist_opt.errors import RunDirError, SearchFailed, SearchSpaceError
 from tuning import search, train
 from tuning.config import TuneConfig
-from tuning.hypermodel import build_cnn, count_params, estimate_int8_bytes
+from tuning.architecture import build_cnn
+from tuning.size import count_params, estimate_int8_bytes
 
 
 def _cfg(tmp_path, **kw):
@@ -25,7 +26,8 @@ def test_smoke_search_records_every_trial(seed, smoke_run):
     for t in trials:
         assert 0.0 < t["val_accuracy"] <= 1.0 and t["seconds"] > 0 and t["error"] is None
         assert t["params"] == count_params(t["hyperparameters"])
-    assert output.count("trial ") >= 2 and "val_acc" in output
+    for n, t in enumerate(trials, 1):  # one log line per trial, named as in trials.json
+        assert f"trial {t['id']} ({n}/2)  val_acc {t['val_accuracy']:.4f}" in output
 
 
 def test_smoke_search_saves_a_loadable_best_model(seed, smoke_run):
@@ -77,7 +79,7 @@ def test_tensorboard_logs_every_epoch_and_does_no_work_per_batch(seed, tmp_path,
     model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
     x, y = np.zeros((64, 4), "float32"), keras.utils.to_categorical(np.arange(64) % 2, 2)
     model.fit(x, y, batch_size=8, epochs=3, validation_data=(x, y), verbose=0,
-              callbacks=[search.TensorBoard(str(tmp_path / "tb"))])
+              callbacks=[workarounds.TensorBoard(str(tmp_path / "tb"))])
     # 8 batches an epoch: Keras' own callback also makes a scalar per metric after each batch (48 more here).
     assert not [name for name in calls if name.startswith("batch_")]
     assert calls.count("epoch_accuracy") == 6  # train and validation, 3 epochs
@@ -96,7 +98,7 @@ def test_failing_trials_are_recorded_and_the_first_error_reported(seed, tmp_path
     def broken(*args, **kwargs):
         raise RuntimeError("input pipeline exploded")
 
-    monkeypatch.setattr(search.pipeline, "dataset", broken)
+    monkeypatch.setattr(search.inputs, "dataset", broken)
     with pytest.raises(SearchFailed, match="first error: RuntimeError: input pipeline exploded"):
         search.tune(_cfg(tmp_path, max_trials=3))
     trials = json.loads((tmp_path / "run" / "trials.json").read_text())
@@ -127,13 +129,13 @@ def test_bad_inputs_write_nothing(seed, tmp_path):
 
 
 def test_nan_loss_fails_the_trial_early(seed, tmp_path, monkeypatch):
-    real = search.pipeline.stream  # the trials' training data
+    real = search.inputs.stream  # the trials' training data
 
     def poisoned(x, y, *args, **kwargs):
         # NaN labels, not images: whether ReLU passes a NaN image on depends on the CPU's kernels.
         return real(x, y, *args, **kwargs).map(lambda images, labels: (images, labels * float("nan")))
 
-    monkeypatch.setattr(search.pipeline, "stream", poisoned)
+    monkeypatch.setattr(search.inputs, "stream", poisoned)
     first_call = train.STEPS_PER_EXECUTION - 1  # the last batch of the first call into TensorFlow
     with pytest.raises(SearchFailed, match=f"first error: FloatingPointError: loss became nan at batch {first_call};"):
         search.tune(_cfg(tmp_path, max_trials=2, max_epochs=3))
@@ -143,9 +145,9 @@ def test_nan_loss_fails_the_trial_early(seed, tmp_path, monkeypatch):
 
 
 def test_hyperband_trains_the_best_first_model_on_from_its_checkpoint(seed, tmp_path, monkeypatch):
-    """The default tuner and space, at max_epochs 3: the space's two starting points for 3 epochs, three
-    one-epoch trials, then the best one's model trained on for epochs 2 and 3 from its own weights,
-    not built afresh."""
+    """The default tuner at max_epochs 3 (on the tiny space, whose models train fastest): the space's two
+    starting points for 3 epochs, three one-epoch trials, then the best one's model trained on for
+    epochs 2 and 3 from its own weights, not built afresh."""
     from tuning import data, space as space_module
 
     loaded, real_load = [], keras.Model.load_weights
@@ -162,7 +164,7 @@ def test_hyperband_trains_the_best_first_model_on_from_its_checkpoint(seed, tmp_
 
     monkeypatch.setattr(keras.Model, "load_weights", load_weights)
     monkeypatch.setattr(keras.Model, "fit", fit)
-    cfg = _cfg(tmp_path, space="default", tuner="hyperband", max_trials=6, max_epochs=3)
+    cfg = _cfg(tmp_path, tuner="hyperband", max_trials=6, max_epochs=3)
     space = space_module.load(cfg.space)
     records = search.search(cfg, space, data.load_split(cfg.seed), search.prepare_run_dir(cfg, {}))
     assert [r["status"] for r in records] == ["completed"] * 6
@@ -181,9 +183,9 @@ def _search_records(tmp_path, name, seed_value):
 
     cfg = _cfg(tmp_path, seed=seed_value, max_trials=3, run_dir=str(tmp_path / name))
     split = data.load_split(cfg.seed)
-    registered = runtime.custom_gradients()
+    registered = workarounds.custom_gradients()
     records = search.search(cfg, space_module.load(cfg.space), split, search.prepare_run_dir(cfg, {}))
-    assert runtime.custom_gradients() == registered  # trials leave no graphs behind (see runtime.released_custom_gradients)
+    assert workarounds.custom_gradients() == registered  # trials leave no graphs behind (see workarounds.released_custom_gradients)
     assert all(r["rss_mib"] > 0 for r in records)
     return [(r["id"], r["status"], r["hyperparameters"], r["val_accuracy"]) for r in records]
 

@@ -15,7 +15,7 @@ batch_norm = true
 
 
 def test_builtin_spaces_load(seed):
-    assert {"default", "tiny"} <= set(space.builtin_names())
+    assert {"default", "tiny", "wide", "quick"} <= set(space.builtin_names())
     for name in space.builtin_names():
         s = space.load(name)
         assert set(s.params) == set(space.PARAMS)
@@ -79,7 +79,7 @@ def test_starts_parse_into_flat_values_the_space_allows(seed):
 
 
 def test_the_default_space_starts_from_small_batch_norm_gap_designs(seed):
-    from tuning.hypermodel import estimate_int8_bytes
+    from tuning.size import estimate_int8_bytes
 
     starts = space.load("default").starts
     assert len(starts) == 2

@@ -2,19 +2,19 @@ import numpy as np
 import pytest
 
 from export import litert, tflite
-from tuning import pipeline
+from tuning import inputs
 
 
 @pytest.fixture(scope="module")
 def converted(small_legacy_model):
     model, values, x, y, x_val, y_val = small_legacy_model
-    representative = pipeline.to_inputs(x[:200]).numpy()
+    representative = inputs.to_inputs(x[:200]).numpy()
     return {q: tflite.convert(model, q, representative) for q in tflite.QUANTIZATIONS}
 
 
 def test_each_quantization_agrees_with_its_keras_source(seed, small_legacy_model, converted):
     model, _, _, _, x_val, y_val = small_legacy_model
-    images = pipeline.to_inputs(x_val).numpy()
+    images = inputs.to_inputs(x_val).numpy()
     reference = model.predict(images, verbose=0).argmax(1)
     for quantization, model_bytes in converted.items():
         probs = litert.predict(model_bytes, images, batch_size=128)
@@ -33,7 +33,7 @@ def test_int8_takes_and_returns_int8_and_is_smallest(seed, converted):
 def test_int8_without_input_scaling_collapses(seed, small_legacy_model, converted):
     """Why Runner quantizes inputs: raw [0, 1] floats cast to int8 lose the digit."""
     model, _, _, _, x_val, _ = small_legacy_model
-    images = pipeline.to_inputs(x_val[:200]).numpy()
+    images = inputs.to_inputs(x_val[:200]).numpy()
     run = litert.Runner(converted["int8"])
     run._resize(len(images))
     run.interpreter.set_tensor(run.input["index"], images.astype(np.int8))

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+# Fields the `tune` command line does not set (the presets and the library may): every other field
+# is its `--field-name` option, which is how `distributed.worker_command` passes it on.
+CLI_HIDDEN = ("trial_batch_size", "batch_size")
+
+
 @dataclass(frozen=True)
 class TuneConfig:
     space: str = "default"  # built-in name or path; `default` covers the classic CNN design choices

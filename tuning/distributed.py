@@ -14,37 +14,24 @@ remote worker silent far longer than any trial took, its trial is recorded as fa
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import subprocess
 import sys
 import threading
 import time
 from concurrent import futures
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import grpc
 from keras_tuner.src import protos
 from keras_tuner.src.distribute.oracle_chief import OracleServicer, exit_chief
-from keras_tuner.src.engine import conditions, trial as trial_module
+from keras_tuner.src.engine import trial as trial_module
 
 from mnist_opt import runio
 from mnist_opt.errors import InputError
-from tuning.config import TuneConfig
+from tuning.config import CLI_HIDDEN, TuneConfig
 from tuning.search import Log, TuneResult, finish, make_tuner, search, start
-
-def _quiet(to_proto):
-    def wrapped(self):
-        with contextlib.redirect_stdout(io.StringIO()):
-            return to_proto(self)
-    return wrapped
-
-
-# Keras Tuner 1.4.8 left a debug `print(self.values[0])` in Parent.to_proto: every conditional
-# hyperparameter sent over gRPC printed a bare number on the chief's and the workers' stdout.
-conditions.Parent.to_proto = _quiet(conditions.Parent.to_proto)
 
 TICK = 0.2  # seconds between the chief's checks
 RESTARTS = 1  # a worker that dies is started again this many times, then its trial is failed
@@ -184,17 +171,24 @@ def collect(tuner, run_dir: Path, failed: dict[str, str]) -> list[dict]:
     return records
 
 
+# TuneConfig fields a worker is not given: it never clears a run, and the chief alone retrains.
+NOT_FOR_WORKERS = ("overwrite", "search_minutes", "final_minutes")
+
+
 def worker_command(c: TuneConfig, address: str, name: str, threads: int) -> list[str]:
-    """The `mnist-opt tune --worker` command line of worker `name`, with the chief's search settings."""
-    args = [sys.executable, "-m", "mnist_opt", "tune", "--space", c.space, "--tuner", c.tuner,
-            "--starts" if c.starts else "--no-starts",
-            "--max-epochs", str(c.max_epochs), "--final-epochs", str(c.final_epochs), "--seed", str(c.seed),
-            "--run-dir", c.run_dir, "--worker", address, "--worker-id", name, "--threads", str(threads)]
-    for option, value in (("--max-trials", c.max_trials), ("--train-subset", c.train_subset),
-                          ("--max-params", c.max_params), ("--max-kb", c.max_kb), ("--data", c.data)):
-        if value is not None:
-            args += [option, str(value)]
-    return args
+    """The `mnist-opt tune --worker` command line of worker `name`, with the chief's search settings.
+
+    Built from TuneConfig's fields, each `--field-name` on the command line (tests/test_cli.py
+    checks that `tune` has an option for every field not in CLI_HIDDEN), so none is forgotten.
+    """
+    args = [sys.executable, "-m", "mnist_opt", "tune"]
+    for f in fields(c):
+        value = getattr(c, f.name)
+        if f.name in NOT_FOR_WORKERS or f.name in CLI_HIDDEN or value is None:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        args += [flag if value else f"--no-{flag[2:]}"] if isinstance(value, bool) else [flag, str(value)]
+    return args + ["--worker", address, "--worker-id", name, "--threads", str(threads)]
 
 
 class Workers:

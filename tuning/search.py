@@ -28,11 +28,13 @@ import keras_tuner
 import tensorflow as tf
 from keras_tuner.engine import trial as trial_module
 
-from mnist_opt import runio, runtime
+from mnist_opt import runio, runtime, workarounds
 from mnist_opt.errors import RunDirError, SearchFailed
-from tuning import data, oracles, pipeline, space as space_module, state, train
+from tuning import data, inputs, oracles, space as space_module, state, train
 from tuning.config import TuneConfig
-from tuning.hypermodel import CNNHyperModel, architecture, compile_model, count_params, estimate_int8_bytes, sample
+from tuning.architecture import architecture, compile_model
+from tuning.hypermodel import CNNHyperModel, sample
+from tuning.size import count_params, estimate_int8_bytes
 
 MAX_CONSECUTIVE_FAILURES = 5  # a broken setup fails every trial; stop paying for it early
 HYPERBAND_FACTOR = 3  # keeps the best third of each round: Hyperband's usual setting
@@ -54,23 +56,6 @@ class TuneResult:
 
 class OverBudget(keras_tuner.errors.FailedTrialError):
     """A model over the parameter budget: skipped before any training."""
-
-
-class TensorBoard(keras.callbacks.TensorBoard):
-    """Keras' TensorBoard callback as trials use it: a log per epoch, none per batch.
-
-    Keras' own, even at `update_freq="epoch"`, calls `tf.summary.scalar` for every metric after
-    every batch call, with no writer to write them to: a 9-epoch fit of 376 batches an epoch took
-    0.14 s longer with it (2026-11-30), about 1.5% of the starting point's trial. Named
-    `TensorBoard`: Keras Tuner gives a callback of that class name the trial's own log directory
-    and its HParams.
-    """
-
-    def __init__(self, log_dir: str):
-        super().__init__(log_dir, write_graph=False, profile_batch=0, update_freq="epoch")
-
-    def on_train_batch_end(self, batch, logs=None):
-        pass
 
 
 class _StopSearch(Exception):
@@ -119,15 +104,15 @@ class TrialRecorder:
             # so a resumed search retrains an interrupted trial exactly.
             keras.utils.set_random_seed(self.cfg.seed + int(trial.trial_id))
             train_ds, steps = trial_data(self.train, self.cfg, values, self.cfg.seed + int(trial.trial_id))
-            val_ds = pipeline.dataset(self.split.x_val, self.split.y_val, 1000)
+            val_ds = inputs.dataset(self.split.x_val, self.split.y_val, 1000)
             callbacks = [
                 train.StopOnNaN(),
                 runtime.stop_on_interrupt(keras),
-                TensorBoard(str(self.run_dir / "tensorboard")),
+                workarounds.TensorBoard(str(self.run_dir / "tensorboard")),
             ]
             if self.cfg.tuner != "hyperband":  # Hyperband stops bad trials itself
                 callbacks.append(keras.callbacks.EarlyStopping("val_accuracy", patience=TRIAL_PATIENCE))
-            with runtime.released_custom_gradients():  # else each trial's graphs stay in memory
+            with workarounds.released_custom_gradients():  # else each trial's graphs stay in memory
                 histories = super().run_trial(trial, train_ds, validation_data=val_ds, epochs=self.cfg.max_epochs,
                                               steps_per_epoch=steps, callbacks=callbacks, shuffle=False, verbose=0)
             self.epochs_run[trial.trial_id] = len(histories[-1].history["loss"])
@@ -211,9 +196,7 @@ TUNERS = {  # how each tuner runs a trial, and the oracle that chooses them
 
 
 def make_tuner(cfg: TuneConfig, space, run_dir: Path):
-    # Failures are recorded in trials.json and summed up in one line each;
-    # Keras Tuner would also print every traceback to stdout.
-    keras_tuner.src.config.DEBUG = False
+    workarounds.quiet_keras_tuner()  # failures go to trials.json and one line each, not tracebacks
     base, oracle_class = TUNERS[cfg.tuner]
     cls = type(f"Recording{base.__name__}", (TrialRecorder, base), {})
     starts = space.starts if cfg.starts else ()
@@ -237,7 +220,7 @@ def make_tuner(cfg: TuneConfig, space, run_dir: Path):
 
 
 def describe(record: dict, n: int, total: int | None) -> str:
-    """One line a person can follow: trial number, result, model in short, time."""
+    """One line a person can follow: the trial's id (as in trials.json), progress, result, model in short, time."""
     v = dict(architecture(record["hyperparameters"]), **record["hyperparameters"])
     filters = ",".join(str(v[f"filters_{b}"]) for b in range(v["conv_blocks"]))
     short = (f"blocks={v['conv_blocks']}x{v['convs_per_block']} filters={filters} k={v['kernel_size']} "
@@ -250,7 +233,7 @@ def describe(record: dict, n: int, total: int | None) -> str:
     if record.get("start"):
         short = "starting point: " + short
     where = f"{n}/{total}" if total else str(n)
-    line = (f"trial {where:>7}  {result:<15} params {record['params']:>9,}  "
+    line = (f"trial {record['id']} ({where})  {result:<15} params {record['params']:>9,}  "
             f"{record['seconds']:6.1f}s  ep {record['epochs']}  {short}")
     if record["status"] != "completed":
         line += f"\n    {record['error']}"
@@ -304,7 +287,7 @@ def search(cfg: TuneConfig, space, split: data.Split, run_dir: Path, log: Log = 
     try:
         if reason := tuner.out_of_time():  # a resumed search whose budget is spent
             raise _StopSearch(reason)
-        with runtime.frozen_heap():
+        with workarounds.frozen_heap():
             tuner.search(verbose=0)
     except _StopSearch as stop:
         log(f"search stopped: {stop}")
@@ -431,7 +414,7 @@ def trial_data(arrays: tuple, cfg: TuneConfig, values: dict, seed: int) -> tuple
     split rather than memorizing 12,000 images (on a fixed subset, trials levelled off near 0.985).
     """
     x, y = arrays
-    ds = pipeline.stream(x, y, cfg.trial_batch_size, pipeline.Augment.from_values(values), seed)
+    ds = inputs.stream(x, y, cfg.trial_batch_size, inputs.Augment.from_values(values), seed)
     return ds, train.whole_calls(math.ceil(epoch_images(cfg, len(y)) / cfg.trial_batch_size))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -11,9 +12,9 @@ import keras
 
 from mnist_opt import runio, runtime
 from mnist_opt.errors import RunDirError
-from tuning import data, pipeline
+from tuning import data, inputs
 from tuning.data import Split
-from tuning.hypermodel import BASELINE, build_cnn, compile_model
+from tuning.architecture import BASELINE, build_cnn, compile_model
 
 TIMED_STEPS = 20  # batches timed to estimate a retrain: 0.5-5 s at batch 128, after ~2 s of tracing
 # Batches per call into TensorFlow. Each call costs some Python; 4 a call trained 5-8% more images/s at
@@ -118,9 +119,9 @@ def train(values: dict, split: Split, epochs: int, batch_size: int, seed: int,
     keras.utils.set_random_seed(seed)
     steps = math.ceil(len(split.y_train) / batch_size) * epochs
     model = model_to_train(values, steps=steps if recipe else None)
-    train_ds = pipeline.dataset(split.x_train, split.y_train, batch_size,
-                                pipeline.Augment.from_values(values), seed=seed)
-    val_ds = pipeline.dataset(split.x_val, split.y_val, 1000)
+    train_ds = inputs.dataset(split.x_train, split.y_train, batch_size,
+                                inputs.Augment.from_values(values), seed=seed)
+    val_ds = inputs.dataset(split.x_val, split.y_val, 1000)
     callbacks = [StopOnNaN(), runtime.stop_on_interrupt(keras), KeepBest(), EpochLog(log, epochs)]
     if minutes is not None:
         callbacks.append(TimeBudget(minutes, log))
@@ -144,7 +145,7 @@ def seconds_per_image(values: dict, split: Split, batch_size: int, steps: int = 
     that builds and traces the graph: the same model the retrain trains (`model_to_train`).
     """
     model = model_to_train(values)
-    ds = pipeline.stream(split.x_train, split.y_train, batch_size, pipeline.Augment.from_values(values), seed=0)
+    ds = inputs.stream(split.x_train, split.y_train, batch_size, inputs.Augment.from_values(values), seed=0)
     model.fit(ds.take(STEPS_PER_EXECUTION), verbose=0)  # build and trace outside the timing
     steps = whole_calls(steps)
     start = time.perf_counter()
@@ -158,20 +159,28 @@ def whole_calls(steps: int) -> int:
 
 
 def train_baseline(run_dir: Path, epochs: int, seed: int, data_path: str | None = None,
-                   log: Callable[[str], None] = lambda line: None) -> Path:
-    """Train the original project's CNN on the same split and pipeline; save `baseline.keras`."""
+                   log: Callable[[str], None] = lambda line: None, images: int | None = None) -> Path:
+    """Train the original project's CNN on the same split and pipeline; save `baseline.keras`.
+
+    With `images`, on that many of the train split's images (each digit in proportion).
+    """
     split = data.load_split(seed, data_path)
+    if images is not None and images < len(split.y_train):
+        idx = data.stratified_indices(split.y_train, images, seed)
+        split = dataclasses.replace(split, x_train=split.x_train[idx], y_train=split.y_train[idx],
+                                    train_index=split.train_index[idx])
     precision = runtime.training_dtype() or "float32"  # $MNIST_OPT_PRECISION, checked before anything is written
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"run directory {run_dir}: exists and is not a directory; pass --run-dir with a directory")
     runio.check_writable(run_dir)
-    log(f"baseline: Conv2D(32) + MaxPooling, Flatten, Dense softmax; up to {epochs} epochs")
+    log(f"baseline: Conv2D(32) + MaxPooling, Flatten, Dense softmax; up to {epochs} epochs of {len(split.y_train):,} images")
     model, history = train(BASELINE, split, epochs, 128, seed, log, recipe=False)
     path = run_dir / "baseline.keras"
     with runio.atomic_path(path) as tmp:
         model.save(tmp)
     runio.write_json(run_dir / "baseline.json", {
-        "hyperparameters": BASELINE, "params": model.count_params(), "seed": seed, "epochs": epochs, "precision": precision,
+        "hyperparameters": BASELINE, "params": model.count_params(), "seed": seed, "epochs": epochs,
+        "images": len(split.y_train), "precision": precision,
         "val_accuracy": max(history["val_accuracy"]), "data_sha256": split.content_sha256,
     })
     return path

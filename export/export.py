@@ -18,9 +18,9 @@ import tf_keras
 
 from export import bridge, litert, prune as prune_module, quantize as quantize_module, tflite
 from export.config import VARIANTS, ExportConfig
-from mnist_opt import runio, runtime
-from mnist_opt.errors import InputError, RunDirError
-from tuning import data, pipeline
+from mnist_opt import rundir, runio, runtime
+from mnist_opt.errors import InputError
+from tuning import data, inputs
 from tuning.search import package_versions
 
 Log = Callable[[str], None]
@@ -46,14 +46,9 @@ def check_inputs(cfg: ExportConfig) -> dict:
         raise InputError(f"--variants: unknown variant {unknown[0] if unknown else '(none)'}; "
                          f"choose from {', '.join(VARIANTS)}")
     run = Path(cfg.run_dir)
-    if not run.is_dir():
-        raise RunDirError(f"run directory {run}: does not exist; run `mnist-opt tune --run-dir {run}` first")
-    missing = [n for n in ("best.keras", "best_hparams.json", "config.json") if not (run / n).is_file()]
-    if missing:
-        raise RunDirError(f"run directory {run}: no finished tuning ({', '.join(missing)} missing); "
-                          f"run `mnist-opt tune --run-dir {run}` to finish it")
+    rundir.require(run, rundir.TUNED, f"run `mnist-opt tune --run-dir {run}` first", what="no finished tuning")
     runio.check_writable(run)
-    return {"best": runio.read_json(run / "best_hparams.json"), "tune": runio.read_json(run / "config.json")["tune"]}
+    return {"best": rundir.best(run), "tune": rundir.tune_settings(run)}
 
 
 def describe_io(model: bytes) -> dict:
@@ -74,8 +69,8 @@ def export(cfg: ExportConfig, log: Log = lambda line: None) -> dict:
     out_dir = run_dir / "export"
     split = data.load_split(tune_cfg["seed"], tune_cfg["data"])
     rng = np.random.default_rng(tune_cfg["seed"])
-    check_x = pipeline.to_inputs(split.x_val[: cfg.check_images]).numpy()
-    representative = pipeline.to_inputs(
+    check_x = inputs.to_inputs(split.x_val[: cfg.check_images]).numpy()
+    representative = inputs.to_inputs(
         split.x_train[rng.choice(len(split.y_train), cfg.representative_images, replace=False)]).numpy()
 
     # 2. Bridge to tf_keras, checked.
@@ -91,9 +86,9 @@ def export(cfg: ExportConfig, log: Log = lambda line: None) -> dict:
         keras.utils.set_random_seed(tune_cfg["seed"])
         idx = data.stratified_indices(split.y_train, min(cfg.train_subset or len(split.y_train),
                                                          len(split.y_train)), tune_cfg["seed"])
-        train_ds = pipeline.dataset(split.x_train[idx], split.y_train[idx], cfg.batch_size,
-                                    pipeline.Augment.from_values(values), seed=tune_cfg["seed"])
-        val_ds = pipeline.dataset(split.x_val, split.y_val, 1000)
+        train_ds = inputs.dataset(split.x_train[idx], split.y_train[idx], cfg.batch_size,
+                                    inputs.Augment.from_values(values), seed=tune_cfg["seed"])
+        val_ds = inputs.dataset(split.x_val, split.y_val, 1000)
         log(f"prune: to {cfg.sparsity:.0%} sparsity over {cfg.prune_epochs} epochs of fine-tuning")
         pruned = prune_module.strip(prune_module.prune(
             legacy, values, train_ds, val_ds, cfg.sparsity, cfg.prune_epochs, cfg.min_prune_weights,

@@ -1,7 +1,7 @@
 import numpy as np
 import tensorflow as tf
 
-from tuning import pipeline
+from tuning import inputs
 
 
 def _digits(n=16):
@@ -12,7 +12,7 @@ def _digits(n=16):
 
 def test_batches_are_scaled_one_hot_and_complete(seed):
     x, y = _digits(20)
-    batches = list(pipeline.dataset(x, y, 8))
+    batches = list(inputs.dataset(x, y, 8))
     assert [b[0].shape[0] for b in batches] == [8, 8, 4]
     images, labels = batches[0]
     assert images.shape[1:] == (28, 28, 1) and images.dtype == tf.float32
@@ -22,15 +22,15 @@ def test_batches_are_scaled_one_hot_and_complete(seed):
 
 def test_zero_augmentation_is_identity(seed):
     x, _ = _digits(4)
-    images = pipeline.to_inputs(x)
-    out = pipeline.augment(images, pipeline.Augment(), tf.constant([1, 2], tf.int64))
+    images = inputs.to_inputs(x)
+    out = inputs.augment(images, inputs.Augment(), tf.constant([1, 2], tf.int64))
     np.testing.assert_allclose(out.numpy(), images.numpy(), atol=1e-5)
 
 
 def test_augmentation_moves_ink_but_keeps_most_of_it(seed):
     x, _ = _digits(64)
-    images = pipeline.to_inputs(x)
-    out = pipeline.augment(images, pipeline.Augment(15, 0.1, 0.1), tf.constant([3, 4], tf.int64)).numpy()
+    images = inputs.to_inputs(x)
+    out = inputs.augment(images, inputs.Augment(15, 0.1, 0.1), tf.constant([3, 4], tf.int64)).numpy()
     assert not np.allclose(out, images.numpy())
     ink_ratio = out.sum(axis=(1, 2, 3)) / images.numpy().sum(axis=(1, 2, 3))
     assert np.all(ink_ratio > 0.7) and np.all(ink_ratio < 1.4)
@@ -38,12 +38,12 @@ def test_augmentation_moves_ink_but_keeps_most_of_it(seed):
 
 def test_seeded_pipeline_repeats_exactly(seed):
     x, y = _digits(32)
-    aug = pipeline.Augment(10, 0.1, 0.1)
-    first = [b[0].numpy() for b in pipeline.dataset(x, y, 8, aug, seed=seed)]
-    second = [b[0].numpy() for b in pipeline.dataset(x, y, 8, aug, seed=seed)]
+    aug = inputs.Augment(10, 0.1, 0.1)
+    first = [b[0].numpy() for b in inputs.dataset(x, y, 8, aug, seed=seed)]
+    second = [b[0].numpy() for b in inputs.dataset(x, y, 8, aug, seed=seed)]
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
-    other = [b[0].numpy() for b in pipeline.dataset(x, y, 8, aug, seed=seed + 1)]
+    other = [b[0].numpy() for b in inputs.dataset(x, y, 8, aug, seed=seed + 1)]
     assert not np.array_equal(first[0], other[0])
 
 
@@ -55,7 +55,7 @@ def test_stream_keeps_each_image_with_its_label_and_repeats_under_a_seed(seed):
     y = np.arange(n) % 10
 
     def batches(s):
-        ds = pipeline.stream(tf.constant(x), tf.constant(y), 8, None, s)
+        ds = inputs.stream(tf.constant(x), tf.constant(y), 8, None, s)
         return [(np.rint(b[0].numpy()[:, 0, 0, 0] * 255).astype(int), np.argmax(b[1].numpy(), axis=1))
                 for b in ds.take(13)]  # two passes and a bit: batches run across the pass boundary
 
@@ -73,6 +73,6 @@ def test_pipelines_run_without_autotuning():
     # With tf.data's autotuning on, ending an iterator waited up to 5 s for its tuning thread, at
     # every epoch's end and validation pass (see the module docstring); every pipeline turns it off.
     x, y = np.zeros((64, 28, 28), "uint8"), np.zeros(64, "int64")
-    aug = pipeline.Augment(rotation=10.0)
-    for ds in (pipeline.dataset(x, y, 16), pipeline.dataset(x, y, 16, aug, seed=0), pipeline.stream(x, y, 16, aug, 0)):
+    aug = inputs.Augment(rotation=10.0)
+    for ds in (inputs.dataset(x, y, 16), inputs.dataset(x, y, 16, aug, seed=0), inputs.stream(x, y, 16, aug, 0)):
         assert ds.options().autotune.enabled is False

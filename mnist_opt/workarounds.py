@@ -1,0 +1,119 @@
+"""Every workaround of a library's behaviour that patches or leans on its internals, in one place.
+
+Each names the release it was written for (`WRITTEN_FOR`, the pins of constraints.txt). On another
+release it still applies, and `check` warns once that it needs looking at again: its test in
+tests/test_workarounds.py fails when the behaviour it works around has changed upstream. The reasons,
+and when each can go, are in docs/internals.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import io
+import warnings
+from importlib import metadata
+
+import keras
+
+WRITTEN_FOR = {"keras-tuner": "1.4.8", "keras": "3.15.1", "tensorflow": "2.21.0"}
+_warned: set[str] = set()
+
+
+def check(package: str, what: str) -> bool:
+    """Whether `package` is the release the workaround `what` was written for; warn once if not."""
+    installed = metadata.version(package)
+    if installed == WRITTEN_FOR[package]:
+        return True
+    if what not in _warned:
+        _warned.add(what)
+        warnings.warn(f"mnist-opt: the workaround for {what} was written for {package} {WRITTEN_FOR[package]}, "
+                      f"{installed} is installed; run tests/test_workarounds.py to see whether it is still needed",
+                      stacklevel=2)
+    return False
+
+
+def quiet_keras_tuner() -> None:
+    """Keras Tuner 1.4.8 prints too much; make it print only what this toolkit logs.
+
+    - `keras_tuner.src.config.DEBUG` makes it print every failed trial's traceback to stdout;
+      failures go to trials.json and one log line each instead.
+    - `conditions.Parent.to_proto` has a debug `print(self.values[0])`: every conditional
+      hyperparameter sent over gRPC printed a bare number on the chief's and the workers' stdout.
+    """
+    from keras_tuner.src import config
+    from keras_tuner.src.engine import conditions
+
+    check("keras-tuner", "Keras Tuner's prints")
+    config.DEBUG = False
+    original = conditions.Parent.to_proto
+    if getattr(original, "quieted", False):
+        return
+
+    def to_proto(self):
+        with contextlib.redirect_stdout(io.StringIO()):
+            return original(self)
+    to_proto.quieted, to_proto.original = True, original
+    conditions.Parent.to_proto = to_proto
+
+
+class TensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback as trials use it: a log per epoch, none per batch.
+
+    Keras' own, even at `update_freq="epoch"`, calls `tf.summary.scalar` for every metric after
+    every batch call, with no writer to write them to (1.5% of a starting point's trial). Named
+    `TensorBoard`: Keras Tuner gives a callback of that class name the trial's own log directory
+    and its HParams.
+    """
+
+    def __init__(self, log_dir: str):
+        check("keras", "Keras' per-batch TensorBoard work")
+        super().__init__(log_dir, write_graph=False, profile_batch=0, update_freq="epoch")
+
+    def on_train_batch_end(self, batch, logs=None):
+        pass
+
+
+def custom_gradients() -> set[str]:
+    """Names of the gradient functions that `tf.custom_gradient` has registered in this process."""
+    from tensorflow.python.framework import ops
+
+    return {name for name in ops._gradient_registry._registry if name.startswith("CustomGradient-")}
+
+
+@contextlib.contextmanager
+def released_custom_gradients():
+    """Drop the gradient functions that `tf.custom_gradient` registered inside the block.
+
+    Keras 3's optimizer sums gradients through `tf.distribute`'s `all_reduce`, which registers a
+    custom gradient in TensorFlow's global gradient registry every time a train step is traced,
+    and never removes it. Each one keeps its whole train-step graph alive: about 10 MiB per
+    trained model, which `clear_session` and `gc.collect` cannot free. Use around training whose
+    graphs are not traced again after the block.
+    """
+    from tensorflow.python.framework import ops
+
+    check("tensorflow", "the custom-gradient registry")
+    before = custom_gradients()
+    try:
+        yield
+    finally:
+        for name in custom_gradients() - before:
+            del ops._gradient_registry._registry[name]
+
+
+@contextlib.contextmanager
+def frozen_heap():
+    """Leave the objects alive now (TensorFlow, Keras, the data) out of garbage collection in the block.
+
+    Keras Tuner collects garbage twice before every trial, and each full collection walks every
+    object in the process: 0.4 s a trial here, a tenth of a one-epoch trial. What the block
+    creates is collected as usual; the rest is handed back to the collector at its end.
+    """
+    check("keras-tuner", "Keras Tuner's per-trial garbage collection")
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()

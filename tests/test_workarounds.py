@@ -1,0 +1,82 @@
+import gc
+import weakref
+from importlib import metadata
+
+import numpy as np
+import pytest
+
+from mnist_opt import workarounds
+
+
+def _fit_once(callbacks=()):
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("adam", "categorical_crossentropy")
+    model.fit(np.zeros((8, 4), "float32"), np.eye(2, dtype="float32")[[0, 1] * 4], epochs=1, verbose=0,
+              callbacks=list(callbacks))
+
+
+def test_training_registers_custom_gradients_that_the_block_releases(seed):
+    """The leak is real (Keras' optimizer registers a gradient per traced step) and the block undoes it."""
+    before = workarounds.custom_gradients()
+    _fit_once()
+    leaked = workarounds.custom_gradients() - before
+    assert leaked  # if Keras stops doing this, the workaround can go
+
+    before = workarounds.custom_gradients()
+    with workarounds.released_custom_gradients():
+        _fit_once()
+        assert workarounds.custom_gradients() - before  # registered while training...
+    assert workarounds.custom_gradients() == before  # ...and gone after
+
+
+def test_frozen_heap_leaves_old_objects_out_and_collects_new_garbage():
+    class Cycle:
+        pass
+
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError):
+        with workarounds.frozen_heap():
+            assert gc.get_freeze_count() > 0  # what was alive at the start: TensorFlow and the rest
+            cycle = Cycle()
+            cycle.self = cycle
+            ref = weakref.ref(cycle)
+            del cycle
+            gc.collect()
+            assert ref() is None  # garbage made inside the block is still collected
+            raise RuntimeError("a trial fails")
+    assert gc.get_freeze_count() == 0  # handed back, however the block ends
+
+
+def test_every_workaround_was_written_for_the_installed_release():
+    """A new pin in constraints.txt fails here until each workaround has been checked against it."""
+    for package, version in workarounds.WRITTEN_FOR.items():
+        assert metadata.version(package) == version, package
+
+
+def test_another_release_warns_once_and_the_workaround_still_applies(monkeypatch):
+    monkeypatch.setitem(workarounds.WRITTEN_FOR, "keras", "0.0")
+    monkeypatch.setattr(workarounds, "_warned", set())
+    with pytest.warns(UserWarning, match="written for keras 0.0, 3.15.1 is installed"):
+        assert workarounds.check("keras", "something") is False
+    with __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("error")
+        assert workarounds.check("keras", "something") is False  # once only
+
+
+def test_keras_tuner_still_prints_from_parent_to_proto_and_the_patch_hides_it(capsys):
+    """If Keras Tuner drops its debug print, the patch can go."""
+    from keras_tuner.src import config
+    from keras_tuner.src.engine import conditions
+
+    workarounds.quiet_keras_tuner()
+    workarounds.quiet_keras_tuner()  # twice: wrapped once
+    patched = conditions.Parent.to_proto
+    assert patched.quieted and not getattr(patched.original, "quieted", False)
+    parent = conditions.Parent("conv_blocks", [2, 3])
+    patched.original(parent)
+    assert capsys.readouterr().out.strip() == "2"  # upstream's print
+    proto = patched(parent)
+    assert capsys.readouterr().out == "" and proto == patched.original(parent)
+    assert config.DEBUG is False  # the flag still exists and is off
