@@ -19,6 +19,7 @@ SHARED_FIXTURE_GROUPS = {"test_report": "quick_run", "test_serve": "quick_run",
                          "test_export": "smoke_export", "test_evaluate": "smoke_export", "test_predict": "smoke_export"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
         module = item.module.__name__.rpartition(".")[2]
