@@ -12,19 +12,6 @@ os.environ.pop("MNIST_NPZ", None)  # tests choose their data explicitly
 
 SEED = 1234
 
-# `make test` runs two pytest workers and keeps each group of tests in one of them: every module is
-# its own group, except the modules that share one of the costly session fixtures below, which
-# would otherwise be built once in each worker.
-SHARED_FIXTURE_GROUPS = {"test_report": "quick_run", "test_serve": "quick_run",
-                         "test_export": "smoke_export", "test_evaluate": "smoke_export", "test_predict": "smoke_export"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        module = item.module.__name__.rpartition(".")[2]
-        item.add_marker(pytest.mark.xdist_group(SHARED_FIXTURE_GROUPS.get(module, module)))
-
 
 @pytest.fixture
 def seed():
