@@ -74,7 +74,7 @@ def export(cfg: ExportConfig, log: Log = lambda line: None) -> dict:
         split.x_train[rng.choice(len(split.y_train), cfg.representative_images, replace=False)]).numpy()
 
     # 2. Bridge to tf_keras, checked.
-    tuned = keras.saving.load_model(run_dir / "best.keras", safe_mode=True)
+    tuned = keras.saving.load_model(run_dir / rundir.BEST_MODEL, safe_mode=True)
     legacy, diff = bridge.to_tf_keras(tuned, values, check_x)
     log(f"bridge: tf_keras rebuild agrees with best.keras (max |p - p'| = {diff:.1e} on {len(check_x)} images)")
     sources = {"tuned": legacy}

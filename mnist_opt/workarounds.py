@@ -9,6 +9,7 @@ and when each can go, are in docs/internals.md.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import io
 import warnings
@@ -20,9 +21,14 @@ WRITTEN_FOR = {"keras-tuner": "1.4.8", "keras": "3.15.1", "tensorflow": "2.21.0"
 _warned: set[str] = set()
 
 
+@functools.cache
+def _installed(package: str) -> str:
+    return metadata.version(package)  # reads the package's metadata from disk: once, not every trial
+
+
 def check(package: str, what: str) -> bool:
     """Whether `package` is the release the workaround `what` was written for; warn once if not."""
-    installed = metadata.version(package)
+    installed = _installed(package)
     if installed == WRITTEN_FOR[package]:
         return True
     if what not in _warned:

@@ -84,7 +84,7 @@ def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
         train_baseline(run_dir, cfg.baseline_epochs, tune_cfg["seed"], tune_cfg["data"], log, cfg.baseline_images)
 
     # 2. The models, in table order, each loaded from its file.
-    entries = [("baseline", run_dir / "baseline.keras", None), ("tuned", run_dir / "best.keras", None)]
+    entries = [("baseline", run_dir / "baseline.keras", None), ("tuned", run_dir / rundir.BEST_MODEL, None)]
     entries += [(v["name"], run_dir / "export" / v["file"], v) for v in docs["manifest"]["variants"]]
     x_test, y_test = load_test(tune_cfg["data"])
 
@@ -135,7 +135,7 @@ def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
         "best_hparams": docs["best"],
         "packages": package_versions(),
     }
-    trials = runio.read_json(run_dir / "trials.json") if (run_dir / "trials.json").is_file() else []
+    trials = runio.read_json(run_dir / rundir.TRIALS) if (run_dir / rundir.TRIALS).is_file() else []
     table = markdown_table(rows, recommended)
     runio.write_json(run_dir / "report.json", doc)
     runio.write_text(run_dir / "report.md", markdown(doc, table))

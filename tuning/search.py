@@ -28,7 +28,7 @@ import keras_tuner
 import tensorflow as tf
 from keras_tuner.engine import trial as trial_module
 
-from mnist_opt import runio, runtime, workarounds
+from mnist_opt import rundir, runio, runtime, workarounds
 from mnist_opt.errors import RunDirError, SearchFailed
 from tuning import data, inputs, oracles, space as space_module, state, train
 from tuning.config import TuneConfig
@@ -42,7 +42,7 @@ TRIAL_PATIENCE = 2  # epochs without progress before a random/bayesian trial sto
 MIN_RETRAIN_SHARE = 0.5  # of --final-epochs that a winner must fit in --final-minutes
 PACKAGES = ("tensorflow", "keras", "tf-keras", "keras-tuner", "tensorflow-model-optimization",
             "tensorboard", "ai-edge-litert", "numpy", "typer")
-OUTPUTS = ("tuner", "tensorboard", "trials.json", "best_hparams.json", "best.keras", "config.json")
+OUTPUTS = ("tuner", "tensorboard", rundir.TRIALS, rundir.BEST_HPARAMS, rundir.BEST_MODEL, rundir.CONFIG)
 
 Log = Callable[[str], None]
 
@@ -77,7 +77,7 @@ class TrialRecorder:
 
     def setup(self, cfg: TuneConfig, split: data.Split, run_dir: Path, log: Log, trials_path: Path | None = None):
         self.cfg, self.split, self.run_dir, self.log = cfg, split, run_dir, log
-        self.trials_path = trials_path or run_dir / "trials.json"  # a distributed worker keeps its own
+        self.trials_path = trials_path or run_dir / rundir.TRIALS  # a distributed worker keeps its own
         self.records = {r["id"]: r for r in runio.read_json(self.trials_path)} if self.trials_path.exists() else {}
         self.errors: dict[str, BaseException] = {}
         self.epochs_run: dict[str, int] = {}
@@ -250,7 +250,7 @@ def prepare_run_dir(cfg: TuneConfig, settings: dict) -> Path:
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"run directory {run_dir}: exists and is not a directory; "
                           "pass --run-dir with a new or existing directory")
-    config_path = run_dir / "config.json"
+    config_path = run_dir / rundir.CONFIG
     if cfg.overwrite:
         for name in OUTPUTS:
             target = run_dir / name
@@ -309,7 +309,7 @@ def start(cfg: TuneConfig, write: bool = True) -> tuple:
     settings = dict(cfg.search_settings(), space_sha256=_sha256(space.text), data_sha256=split.content_sha256)
     run_dir = prepare_run_dir(cfg, settings)
     if write:
-        runio.write_json(run_dir / "config.json", {
+        runio.write_json(run_dir / rundir.CONFIG, {
             "tune": cfg.to_dict(), "search": settings, "space_path": space.path, "data_source": split.source,
             "precision": precision, "packages": package_versions(),
         })
@@ -357,9 +357,9 @@ def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, records: li
     }
 
     # Save: the model, then the document that says it is finished.
-    with runio.atomic_path(run_dir / "best.keras") as tmp:
+    with runio.atomic_path(run_dir / rundir.BEST_MODEL) as tmp:
         model.save(tmp)
-    runio.write_json(run_dir / "best_hparams.json", doc)
+    runio.write_json(run_dir / rundir.BEST_HPARAMS, doc)
     log(f"best model: {run_dir / 'best.keras'}  val_accuracy {doc['val_accuracy']:.4f}  params {doc['params']:,}")
     return TuneResult(run_dir, doc, counts)
 
