@@ -13,6 +13,8 @@ Writes benchmarks/results/<date>.json and <date>.md. Parts:
    report.json, with the quality target (an int8 file at >= 99.0% for quick, >= 99.5% in <= 64 KB
    for standard, >= 99.6% for full; with several seeds, the mean of each run's best) met or not.
    tiny: the same for `tune --space tiny --max-params 5000 ...`, export and report (>= 99.0%).
+   Each int8 variant's record adds its TFLite Micro figures (#30): flash and arena bytes, test
+   accuracy in TFLite Micro, and its agreement with LiteRT (default, XNNPACK) and LiteRT's kernels.
 3. search: best validation accuracy vs wall time, the project's default tuner settings vs
    Keras Tuner's RandomSearch with default settings, same space, same time budget. Each side
    runs once per seed and is scored by its median: one run is one random draw (RandomSearch's
@@ -125,7 +127,7 @@ def timed(name: str, commands: list[list[str]], run_dir: str) -> dict:
     seconds = time.perf_counter() - start
     report = json.loads((Path(run_dir) / "report.json").read_text())
     variants = {r["name"]: {"test_accuracy": r["test_accuracy"], "bytes": r["bytes"], "gzip_bytes": r["gzip_bytes"],
-                            "params": r["params"]} for r in report["rows"]}
+                            "params": r["params"], **micro_figures(r)} for r in report["rows"]}
     best = json.loads((Path(run_dir) / "best_hparams.json").read_text())  # the winner and its retrain
     winner = {k: best[k] for k in ("trial_id", "params", "search_val_accuracy", "val_accuracy", "epochs_trained")}
     result = {"commands": [" ".join(["mnist-opt", *c]) for c in commands], "seconds": round(seconds, 1),
@@ -135,6 +137,16 @@ def timed(name: str, commands: list[list[str]], run_dir: str) -> dict:
         best = best_int8(variants, target)
         result["quality_target"] = {**target, "best_int8": best, "met": best >= target["int8_test_accuracy"]}
     return result
+
+
+def micro_figures(row: dict) -> dict:
+    """An int8 row's TFLite Micro figures (#30): flash and arena bytes, accuracy, agreement with LiteRT."""
+    m = row.get("micro")
+    if m is None:
+        return {}
+    return {"flash_bytes": m["flash_bytes"], "arena_bytes": m["arena_bytes"], "micro_runs": m["runs"],
+            "micro_test_accuracy": m["test_accuracy"], "micro_agreement_with_litert": m["agreement_with_litert"],
+            "micro_agreement_with_litert_kernels": m["agreement_with_litert_kernels"]}
 
 
 def best_int8(variants: dict, target: dict) -> float:
@@ -500,7 +512,14 @@ def summary(r: dict) -> str:
                           + (f" in <= {q['max_bytes']:,} bytes" if "max_bytes" in q else "")
                           + f": best int8 {100 * q['best_int8']:.2f}%, **{'met' if q['met'] else 'not met'}**"]
             for name, v in e["variants"].items():
-                lines += [f"  - {name}: {100 * v['test_accuracy']:.2f}%, {v['bytes']:,} bytes, gzip {v['gzip_bytes']:,}"]
+                micro = ""
+                if v.get("micro_runs"):
+                    micro = (f"; TFLite Micro {100 * v['micro_test_accuracy']:.2f}%, flash {v['flash_bytes']:,}, "
+                             f"arena {v['arena_bytes']:,}, agrees with LiteRT {100 * v['micro_agreement_with_litert']:.2f}% "
+                             f"(its kernels {100 * v['micro_agreement_with_litert_kernels']:.2f}%)")
+                elif "micro_runs" in v:
+                    micro = "; TFLite Micro cannot run it"
+                lines += [f"  - {name}: {100 * v['test_accuracy']:.2f}%, {v['bytes']:,} bytes, gzip {v['gzip_bytes']:,}{micro}"]
     if "search" in r:
         s = r["search"]
         lines += [f"- Search, {s['budget_minutes']} min a run: the project's default search (median of seeds "

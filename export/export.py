@@ -1,8 +1,10 @@
-"""The export stage: a run's best model to seven deployable TFLite variants.
+"""The export stage: a run's best model to nine deployable TFLite variants, and C++ for TFLite Micro.
 
-    RUN/export/<variant>.tflite   one file per variant
-    RUN/export/manifest.json      per variant: size, gzip size, sha256, sparsity, input/output quantization
-    RUN/export/config.json        the resolved export settings
+    RUN/export/<variant>.tflite          one file per variant
+    RUN/export/micro/<variant>.h, .cc    each full-integer variant as a C++ array, with its constants
+    RUN/export/micro/README.md           the code that runs one on a microcontroller
+    RUN/export/manifest.json             per variant: size, gzip size, sha256, sparsity, input/output
+                                         quantization, its kernels' zeros and distinct values, TFLite Micro
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import keras
 import numpy as np
 import tf_keras
 
-from export import bridge, litert, prune as prune_module, quantize as quantize_module, tflite
+from export import bridge, cluster as cluster_module, csource, flatbuffer, litert, micro, \
+    prune as prune_module, quantize as quantize_module, tflite
 from export.config import VARIANTS, ExportConfig
 from mnist_opt import rundir, runio, runtime
 from mnist_opt.errors import InputError
@@ -34,13 +37,19 @@ RECIPES = {
     "pruned_float32": ("none", "pruned"),
     "pruned_int8": ("int8", "pruned"),
     "pruned_qat_int8": ("int8", "pruned_qat"),
+    "clustered_int8": ("int8", "clustered"),
+    "pruned_clustered_qat_int8": ("int8", "pruned_clustered_qat"),
 }
+# What each fine-tuned source is made from (the tuned model is the start of every chain).
+NEEDS = {"pruned": (), "pruned_qat": ("pruned",), "clustered": (), "pruned_clustered_qat": ("pruned",)}
 
 
 def check_inputs(cfg: ExportConfig) -> dict:
     """Refuse bad settings and unfinished runs before anything is written; return the run's documents."""
     if not 0.0 <= cfg.sparsity < 1.0:
         raise InputError(f"--sparsity: expected a fraction in [0, 1), got {cfg.sparsity}")
+    if not 2 <= cfg.clusters <= 256:
+        raise InputError(f"--clusters: expected 2 to 256 shared values per kernel (int8 has 256), got {cfg.clusters}")
     unknown = [v for v in cfg.variants if v not in VARIANTS]
     if unknown or not cfg.variants:
         raise InputError(f"--variants: unknown variant {unknown[0] if unknown else '(none)'}; "
@@ -80,29 +89,23 @@ def export(cfg: ExportConfig, log: Log = lambda line: None) -> dict:
     sources = {"tuned": legacy}
     sparsities = {"tuned": 0.0}
 
-    # 3. Prune (and QAT) only when a pruned variant is asked for.
-    needed = {RECIPES[v][1] for v in cfg.variants}
-    if needed & {"pruned", "pruned_qat"}:
+    # 3. Fine-tune only the sources the asked-for variants are converted from.
+    needed = {RECIPES[v][1] for v in cfg.variants} - {"tuned"}
+    needed |= {n for source in needed for n in NEEDS[source]}
+    if needed:
         keras.utils.set_random_seed(tune_cfg["seed"])
         idx = data.stratified_indices(split.y_train, min(cfg.train_subset or len(split.y_train),
                                                          len(split.y_train)), tune_cfg["seed"])
         train_ds = inputs.dataset(split.x_train[idx], split.y_train[idx], cfg.batch_size,
                                     inputs.Augment.from_values(values), seed=tune_cfg["seed"])
         val_ds = inputs.dataset(split.x_val, split.y_val, 1000)
-        log(f"prune: to {cfg.sparsity:.0%} sparsity over {cfg.prune_epochs} epochs of fine-tuning")
-        pruned = prune_module.strip(prune_module.prune(
-            legacy, values, train_ds, val_ds, cfg.sparsity, cfg.prune_epochs, cfg.min_prune_weights,
-            callbacks=[runtime.stop_on_interrupt(tf_keras)]))
-        sources["pruned"] = pruned
-        sparsities["pruned"] = prune_module.sparsity(pruned, cfg.min_prune_weights)
-        log(f"prune: measured sparsity {sparsities['pruned']:.3f} of the pruned kernels")
-        if "pruned_qat" in needed:
-            log(f"quantization-aware training: {cfg.qat_epochs} epochs, pruning preserved")
-            qat = quantize_module.quantize(pruned, values, train_ds, val_ds, cfg.qat_epochs,
-                                           callbacks=[runtime.stop_on_interrupt(tf_keras)])
-            sources["pruned_qat"] = qat
-            sparsities["pruned_qat"] = prune_module.sparsity(qat, cfg.min_prune_weights)
-            log(f"quantization-aware training: sparsity after {sparsities['pruned_qat']:.3f}")
+        stop = [runtime.stop_on_interrupt(tf_keras)]
+        fine_tune = FineTune(cfg, values, train_ds, val_ds, stop, log)
+        for source in ("pruned", "pruned_qat", "clustered", "pruned_clustered_qat"):
+            if source in needed:
+                sources[source] = getattr(fine_tune, source)(legacy, sources)
+                sparsities[source] = prune_module.sparsity(sources[source], cfg.min_prune_weights)
+                log(f"{source}: sparsity of the large kernels {sparsities[source]:.3f}")
 
     # 4. Convert and write each variant; the manifest last, so it only lists whole files.
     manifest = {"run_dir": str(run_dir), "settings": cfg.to_dict(), "packages": package_versions(),
@@ -126,20 +129,84 @@ def export(cfg: ExportConfig, log: Log = lambda line: None) -> dict:
             "sha256": hashlib.sha256(model_bytes).hexdigest(),
             **describe_io(model_bytes),
             "agreement_with_source": agreement,
-            "settings": {"sparsity": cfg.sparsity, "prune_epochs": cfg.prune_epochs,
-                         "qat_epochs": cfg.qat_epochs} if source != "tuned" else {},
+            "settings": settings_of(source, cfg),
         }
+        if quantization == "int8":
+            entry.update(micro_files(name, model_bytes, entry, out_dir, cfg.min_prune_weights))
         manifest["variants"].append(entry)
         log(f"wrote {path}  {entry['bytes']:,} bytes (gzip {entry['gzip_bytes']:,})  "
             f"input {entry['input']['dtype']}  agrees with its Keras source on {agreement:.1%}")
+        if "micro" in entry:
+            m = entry["micro"]
+            log(f"  TFLite Micro: arena {m['arena_bytes']:,} bytes, C++ in {out_dir / m['header']} and .cc"
+                if m["runs"] else f"  TFLite Micro cannot run it: {m['error']}")
     # Variants not re-made this time stay listed while their files are unchanged.
     made = {entry["name"] for entry in manifest["variants"]}
     for entry in previous_entries(out_dir):
         if entry["name"] not in made:
             manifest["variants"].append(entry)
     manifest["variants"].sort(key=lambda entry: VARIANTS.index(entry["name"]))
+    runnable = [e | e["micro"] for e in manifest["variants"] if e.get("micro", {}).get("runs")]
+    if runnable:
+        runio.write_text(out_dir / "micro" / "README.md", csource.readme(runnable))
     runio.write_json(out_dir / "manifest.json", manifest)
     return manifest
+
+
+class FineTune:
+    """The fine-tuned Keras sources of the compressed variants; each method reads what it builds on."""
+
+    def __init__(self, cfg: ExportConfig, values: dict, train_ds, val_ds, callbacks: list, log: Log):
+        self.cfg, self.values, self.train, self.val, self.callbacks, self.log = cfg, values, train_ds, val_ds, callbacks, log
+
+    def pruned(self, tuned, sources):
+        c = self.cfg
+        self.log(f"prune: to {c.sparsity:.0%} sparsity over {c.prune_epochs} epochs of fine-tuning")
+        return prune_module.strip(prune_module.prune(tuned, self.values, self.train, self.val, c.sparsity,
+                                                     c.prune_epochs, c.min_prune_weights, callbacks=self.callbacks))
+
+    def pruned_qat(self, tuned, sources):
+        self.log(f"quantization-aware training: {self.cfg.qat_epochs} epochs, pruning preserved")
+        return quantize_module.quantize(sources["pruned"], self.values, self.train, self.val, self.cfg.qat_epochs,
+                                        callbacks=self.callbacks)
+
+    def clustered(self, tuned, sources):
+        c = self.cfg
+        self.log(f"cluster: {c.clusters} shared values per large kernel, {c.cluster_epochs} epochs of fine-tuning")
+        return cluster_module.cluster(tuned, self.values, self.train, self.val, c.clusters, c.cluster_epochs,
+                                      c.min_prune_weights, callbacks=self.callbacks)
+
+    def pruned_clustered_qat(self, tuned, sources):
+        c = self.cfg
+        self.log(f"cluster the pruned model, zeros kept: {c.clusters} values, {c.cluster_epochs} epochs; "
+                 f"then {c.qat_epochs} epochs of QAT keeping clusters and zeros (PCQAT)")
+        clustered = cluster_module.cluster(sources["pruned"], self.values, self.train, self.val, c.clusters,
+                                           c.cluster_epochs, c.min_prune_weights, preserve_sparsity=True,
+                                           callbacks=self.callbacks)
+        return quantize_module.quantize(clustered, self.values, self.train, self.val, c.qat_epochs,
+                                        callbacks=self.callbacks, preserve="clusters")
+
+
+def settings_of(source: str, cfg: ExportConfig) -> dict:
+    """The export settings that shaped a variant's source."""
+    keys = {"tuned": (), "pruned": ("sparsity", "prune_epochs"), "pruned_qat": ("sparsity", "prune_epochs", "qat_epochs"),
+            "clustered": ("clusters", "cluster_epochs"),
+            "pruned_clustered_qat": ("sparsity", "prune_epochs", "clusters", "cluster_epochs", "qat_epochs")}[source]
+    return {k: getattr(cfg, k) for k in keys}
+
+
+def micro_files(name: str, model: bytes, entry: dict, out_dir: Path, min_weights: int) -> dict:
+    """A full-integer file's kernels, its TFLite Micro check and, if it runs there, its C++ source."""
+    kernels = flatbuffer.kernels(model, min_weights)
+    check = micro.check(model)
+    if check["runs"]:
+        io = {"input": entry["input"], "output": entry["output"]}
+        runio.write_text(out_dir / "micro" / f"{name}.h",
+                         csource.header(name, entry["file"], entry["sha256"], io, check["arena_bytes"], check["ops"]))
+        runio.write_text(out_dir / "micro" / f"{name}.cc", csource.source(name, model))
+        check.update(header=f"micro/{name}.h", source=f"micro/{name}.cc",
+                     tensor_arena_size=csource.arena_constant(check["arena_bytes"]))
+    return {"kernels": kernels, "file_sparsity": flatbuffer.sparsity(kernels), "micro": check}
 
 
 def previous_entries(out_dir: Path) -> list[dict]:

@@ -7,7 +7,7 @@ TensorFlow (seconds and hundreds of MB for one image).
 from __future__ import annotations
 
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from mnist_opt.runtime import silenced_stderr
 
@@ -19,9 +19,14 @@ class Runner:
     scale and zero point, outputs dequantized, so callers never see the difference.
     """
 
-    def __init__(self, model: bytes, threads: int | None = None):
+    def __init__(self, model: bytes, threads: int | None = None, xnnpack: bool = True):
+        # xnnpack=False: LiteRT's own kernels, without the XNNPACK delegate it applies by default.
+        # XNNPACK requantizes int8 in float32 and LiteRT's kernels (like TFLite Micro's) in fixed
+        # point: their scores differ by a few steps, and a near-tie can change the answer.
+        resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         with silenced_stderr():
-            self.interpreter = Interpreter(model_content=model, num_threads=threads)
+            self.interpreter = Interpreter(model_content=model, num_threads=threads,
+                                           experimental_op_resolver_type=resolver)
             self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
@@ -55,7 +60,7 @@ class Runner:
         return y
 
 
-def predict(model: bytes, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+def predict(model: bytes, images: np.ndarray, batch_size: int = 1000, xnnpack: bool = True) -> np.ndarray:
     """Probabilities for float images, in batches."""
-    run = Runner(model)
+    run = Runner(model, xnnpack=xnnpack)
     return np.concatenate([run(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])

@@ -1,4 +1,4 @@
-"""Quantization-aware training that keeps the pruning (tfmot's collaborative optimization)."""
+"""Quantization-aware training that keeps the pruning, or the clusters (tfmot's collaborative optimization)."""
 
 from __future__ import annotations
 
@@ -7,21 +7,26 @@ import tensorflow_model_optimization as tfmot
 import tf_keras
 
 from export.prune import copy
+from mnist_opt import workarounds
 from tuning.architecture import compile_model
 
 FINE_TUNE_LR = 0.1  # fraction of the tuned learning rate: the weights are already trained and pruned
 
 
 def quantize(model: tf_keras.Model, values: dict, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset,
-             epochs: int, callbacks=()) -> tf_keras.Model:
-    """Quantization-aware fine-tuning of a stripped pruned model; zeros stay zeros.
+             epochs: int, callbacks=(), preserve: str = "pruning") -> tf_keras.Model:
+    """Quantization-aware fine-tuning of a stripped pruned (or clustered) model; zeros stay zeros.
 
-    Uses Default8BitPrunePreserveQuantizeScheme, so the sparsity pattern
-    survives the QAT updates. Returns the QAT model, ready for conversion.
+    preserve="pruning": Default8BitPrunePreserveQuantizeScheme, the sparsity pattern survives the
+    QAT updates (PQAT). preserve="clusters": Default8BitClusterPreserveQuantizeScheme with its
+    sparsity kept (through `workarounds.cluster_preserve_scheme`), each kernel keeps its clusters
+    and its zeros (PCQAT). Returns the QAT model, ready for conversion.
     """
+    schemes = {"pruning": tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme,
+               "clusters": workarounds.cluster_preserve_scheme}
     annotated = tfmot.quantization.keras.quantize_annotate_model(copy(model))
-    qat = tfmot.quantization.keras.quantize_apply(
-        annotated, tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme())
+    with workarounds.quiet_cqat_fallback():
+        qat = tfmot.quantization.keras.quantize_apply(annotated, schemes[preserve]())
     compile_model(qat, values, k=tf_keras, learning_rate=values["learning_rate"] * FINE_TUNE_LR)
     if epochs > 0:
         qat.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0, callbacks=list(callbacks))

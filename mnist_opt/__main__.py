@@ -2,4 +2,5 @@
 
 from mnist_opt.cli import main
 
-main()
+if __name__ == "__main__":  # not when a spawned worker process (export.micro.predict) imports it
+    main()

@@ -169,14 +169,19 @@ def export(
     sparsity: float = typer.Option(E.sparsity, help="Target fraction of zero weights in pruned kernels, in [0, 1)."),
     prune_epochs: int = typer.Option(E.prune_epochs, min=1, help="Fine-tuning epochs while pruning."),
     qat_epochs: int = typer.Option(E.qat_epochs, min=0, help="Quantization-aware fine-tuning epochs."),
+    clusters: int = typer.Option(E.clusters, help="Shared values per clustered kernel (2-256)."),
+    cluster_epochs: int = typer.Option(E.cluster_epochs, min=0, help="Fine-tuning epochs of the clustering."),
     variants: str = typer.Option(",".join(VARIANTS), help="Comma-separated variants to write."),
     train_subset: Optional[int] = typer.Option(None, min=100, help="Fine-tuning images (default: all 54,000)."),
 ):
-    """Prune, quantize and convert a run's best model to TFLite variants under RUN/export/.
+    """Prune, cluster, quantize and convert a run's best model to TFLite variants under RUN/export/.
 
-    Example: mnist-opt export runs/first --sparsity 0.8 --variants int8,pruned_int8
+    Every full-integer file is also checked in TFLite Micro and written as C++ under RUN/export/micro/.
+
+    Example: mnist-opt export runs/first --sparsity 0.8 --clusters 16 --variants int8,clustered_int8
     """
     cfg = E(run_dir=str(run_dir), sparsity=sparsity, prune_epochs=prune_epochs, qat_epochs=qat_epochs,
+            clusters=clusters, cluster_epochs=cluster_epochs,
             variants=tuple(v.strip() for v in variants.split(",") if v.strip()), train_subset=train_subset)
 
     def go():

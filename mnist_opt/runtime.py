@@ -38,6 +38,22 @@ def silenced_stderr():
             os.close(saved)
 
 
+@contextmanager
+def captured_stderr():
+    """Keep what C++ code writes to file descriptor 2 inside the block; yields a list that then holds it."""
+    sys.stderr.flush()
+    saved, text = os.dup(2), []
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield text
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text.append(captured.read().decode(errors="replace"))
+
+
 def quiet_tensorflow() -> None:
     """Import TensorFlow with its start-up messages hidden and its Python logs at ERROR."""
     if "tensorflow" in sys.modules:

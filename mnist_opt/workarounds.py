@@ -17,7 +17,8 @@ from importlib import metadata
 
 import keras
 
-WRITTEN_FOR = {"keras-tuner": "1.4.8", "keras": "3.15.1", "tensorflow": "2.21.0"}
+WRITTEN_FOR = {"keras-tuner": "1.4.8", "keras": "3.15.1", "tensorflow": "2.21.0",
+               "tensorflow-model-optimization": "0.8.1"}
 _warned: set[str] = set()
 
 
@@ -123,3 +124,50 @@ def frozen_heap():
         yield
     finally:
         gc.unfreeze()
+
+
+def cluster_preserve_scheme():
+    """tfmot's PCQAT scheme (cluster- and sparsity-preserving QAT), with one weight quantizer per layer.
+
+    tfmot 0.8.1's registry hands the same quantizer object to every Conv2D (and another to every
+    Dense), and a quantizer turns its own `preserve_sparsity` off, with the warning "Input layer does
+    not contain zero weights, so apply CQAT instead", as soon as it is built on a layer with no zeros.
+    The first conv is left dense on purpose, so it switched sparsity preservation off for every conv
+    after it: the pruned convs of a PCQAT model came out of training with 0% zeros instead of 80%.
+    A fresh registry per layer gives each layer its own quantizer. Its warning, true of the layers
+    left dense and of no other now, is kept off the log (`quiet_cqat_fallback`).
+    """
+    from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (
+        cluster_preserve_quantize_registry as registry, default_8bit_cluster_preserve_quantize_scheme as scheme)
+
+    check("tensorflow-model-optimization", "tfmot's shared PCQAT quantizers")
+
+    class PerLayerRegistry(registry.Default8bitClusterPreserveQuantizeRegistry):
+        def __init__(self, preserve_sparsity):
+            super().__init__(preserve_sparsity)
+            self.preserve_sparsity = preserve_sparsity
+
+        def get_quantize_config(self, layer):
+            return registry.Default8bitClusterPreserveQuantizeRegistry(self.preserve_sparsity).get_quantize_config(layer)
+
+    class Scheme(scheme.Default8BitClusterPreserveQuantizeScheme):
+        def get_quantize_registry(self):
+            return PerLayerRegistry(self.preserve_sparsity)
+
+    return Scheme(preserve_sparsity=True)
+
+
+@contextlib.contextmanager
+def quiet_cqat_fallback():
+    """Hide tfmot's "apply CQAT instead" warning (root logger) for the layers pruning leaves dense."""
+    import logging
+
+    def keep(record):
+        return "so apply CQAT instead" not in record.getMessage()
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)

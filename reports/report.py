@@ -71,6 +71,50 @@ def size_estimate(best: dict, rows: list[dict]) -> dict | None:
             "error": (estimated - int8["bytes"]) / int8["bytes"]}
 
 
+def micro_scores(model: bytes, x_test, y_test, litert_predicted) -> dict:
+    """A full-integer file in TFLite Micro: whether it runs, its arena, test accuracy, agreement with LiteRT.
+
+    Agreement is given twice: with the LiteRT run the table's accuracy comes from (XNNPACK, as LiteRT
+    runs by default) and with LiteRT's own fixed-point kernels, which TFLite Micro's mirror.
+    """
+    from export import litert, micro
+    from reports.evaluate import to_inputs
+
+    check = micro.check(model)
+    out = {"runs": check["runs"], "flash_bytes": len(model), "arena_bytes": check["arena_bytes"],
+           "unsupported_ops": check["unsupported_ops"], "error": check["error"], "test_accuracy": None,
+           "agreement_with_litert": None, "agreement_with_litert_kernels": None}
+    if check["runs"]:
+        x = to_inputs(x_test)
+        predicted = micro.predict(model, x, check["arena_bytes"]).argmax(1)
+        kernels = litert.predict(model, x, xnnpack=False).argmax(1)
+        out.update(test_accuracy=float((predicted == y_test).mean()),
+                   agreement_with_litert=float((predicted == litert_predicted).mean()),
+                   agreement_with_litert_kernels=float((predicted == kernels).mean()))
+    return out
+
+
+def micro_line(row: dict) -> str:
+    m = row.get("micro")
+    if m is None:
+        return ""
+    if not m["runs"]:
+        return f"  TFLite Micro: cannot run it ({m['error']})"
+    return (f"  TFLite Micro {100 * m['test_accuracy']:.2f}% (agrees with LiteRT on "
+            f"{100 * m['agreement_with_litert']:.2f}%, with its kernels without XNNPACK on "
+            f"{100 * m['agreement_with_litert_kernels']:.2f}%), arena {m['arena_bytes']:,} bytes")
+
+
+def micro_cells(row: dict) -> list[str]:
+    """flash bytes, arena bytes, TFLite Micro accuracy: '-' for rows that are not full-integer files."""
+    m = row.get("micro")
+    if m is None:
+        return ["-", "-", "-"]
+    if not m["runs"]:
+        return [f"{m['flash_bytes']:,}", "-", "cannot run: " + (", ".join(m["unsupported_ops"]) or m["error"])]
+    return [f"{m['flash_bytes']:,}", f"{m['arena_bytes']:,}", f"{100 * m['test_accuracy']:.2f}"]
+
+
 def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
     """Measure every model of the run on the test set; write report.json, report.md, report.html."""
     # 1. Inputs: a tuned and exported run; the baseline is trained if missing.
@@ -112,9 +156,11 @@ def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
         }
         s = scores(y_test, predicted)
         row.update(test_accuracy=s["accuracy"], per_class_accuracy=s["per_class_accuracy"], confusion=s["confusion"])
+        if row["quantization"] == "int8":
+            row["micro"] = micro_scores(data, x_test, y_test, predicted)
         rows.append(row)
         log(f"measured {name:<16} test accuracy {100 * row['test_accuracy']:.2f}%  "
-            f"{row['bytes']:>9,} bytes  median {row['median_us']:,.0f} us")
+            f"{row['bytes']:>9,} bytes  median {row['median_us']:,.0f} us{micro_line(row)}")
     float_bytes = next((r["bytes"] for r in rows if r["name"] == "float32"), None)
     for row in rows:
         row["agreement_with_tuned"] = float((predictions[row["name"]] == predictions["tuned"]).mean())
@@ -146,14 +192,14 @@ def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
 
 def markdown_table(rows: list[dict], recommended: str | None) -> str:
     head = ("| model | kind | test acc % | params | bytes | gzip bytes | vs float32 | sparsity | "
-            "agrees w/ tuned % | median µs | p95 µs |")
+            "agrees w/ tuned % | median µs | p95 µs | flash bytes | arena bytes | TFLM acc % |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         name = f"**{r['name']}** ★" if r["name"] == recommended else r["name"]
         ratio = f"{r['size_vs_float32']:.2f}x" if r["size_vs_float32"] else "-"
         lines.append(f"| {name} | {r['kind']} | {100 * r['test_accuracy']:.2f} | {r['params']:,} | {r['bytes']:,} | "
                      f"{r['gzip_bytes']:,} | {ratio} | {r['sparsity']:.2f} | {100 * r['agreement_with_tuned']:.2f} | "
-                     f"{r['median_us']:,.0f} | {r['p95_us']:,.0f} |")
+                     f"{r['median_us']:,.0f} | {r['p95_us']:,.0f} | {' | '.join(micro_cells(r))} |")
     return "\n".join(lines)
 
 
@@ -165,7 +211,9 @@ def markdown(doc: dict, table: str) -> str:
             f"Tuned model: trial {best['trial_id']}, {best['params']:,} parameters, "
             f"validation accuracy {100 * best['val_accuracy']:.2f}%.\n\n{estimate_line(doc)}"
             f"Latency: batch of 1 on this CPU, {doc['settings']['report']['latency_runs']:,} timed runs after "
-            f"{doc['settings']['report']['warmup_runs']} warm-up runs. Per-class accuracy, confusion matrices, "
+            f"{doc['settings']['report']['warmup_runs']} warm-up runs. TFLM: the full-integer files run in TFLite "
+            f"Micro's host interpreter on the same images; flash bytes are the C array's (export/micro/), the "
+            f"arena the smallest that allocates. Per-class accuracy, confusion matrices, "
             f"sha256 of every file, settings and package versions are in report.json.\n")
 
 
@@ -185,14 +233,14 @@ def to_html(doc: dict, trials: list[dict]) -> str:
     rows = doc["rows"]
     rec = next((r for r in rows if r["name"] == doc["recommended"]), rows[-1])
     head = ["model", "kind", "test acc %", "params", "bytes", "gzip bytes", "vs float32", "sparsity",
-            "agrees w/ tuned %", "median µs", "p95 µs"]
+            "agrees w/ tuned %", "median µs", "p95 µs", "flash bytes", "arena bytes", "TFLM acc %"]
     body = []
     for r in rows:
         ratio = f"{r['size_vs_float32']:.2f}x" if r["size_vs_float32"] else "-"
         cells = [r["name"] + (" ★" if r["name"] == doc["recommended"] else ""), r["kind"],
                  f"{100 * r['test_accuracy']:.2f}", f"{r['params']:,}", f"{r['bytes']:,}", f"{r['gzip_bytes']:,}",
                  ratio, f"{r['sparsity']:.2f}", f"{100 * r['agreement_with_tuned']:.2f}",
-                 f"{r['median_us']:,.0f}", f"{r['p95_us']:,.0f}"]
+                 f"{r['median_us']:,.0f}", f"{r['p95_us']:,.0f}", *micro_cells(r)]
         cls = ' class="rec"' if r["name"] == doc["recommended"] else ""
         body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     figures = [

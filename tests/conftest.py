@@ -55,7 +55,7 @@ def smoke_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def smoke_export(smoke_run):
-    """All seven variants of the smoke run's model, exported through the CLI on small fine-tuning data."""
+    """All nine variants of the smoke run's model, exported through the CLI on small fine-tuning data."""
     from typer.testing import CliRunner
 
     from mnist_opt.cli import app
@@ -63,7 +63,7 @@ def smoke_export(smoke_run):
     run_dir, _ = smoke_run
     # Enough fine-tuning that pruning to 80% leaves a model, not noise: quantizing noise flips answers.
     result = CliRunner().invoke(app, ["export", str(run_dir), "--prune-epochs", "2", "--qat-epochs", "1",
-                                      "--train-subset", "5000"])
+                                      "--cluster-epochs", "1", "--train-subset", "5000"])
     assert result.exit_code == 0, result.output
     return run_dir, result.output
 

@@ -43,9 +43,41 @@ def test_int8_variants_are_int8_smaller_and_pruned_ones_sparse(seed, smoke_expor
     assert variants["pruned_int8"]["gzip_bytes"] < 0.8 * variants["int8"]["gzip_bytes"]
 
 
+def test_clustered_files_hold_few_values_per_kernel_and_compress_better(seed, smoke_export):
+    """Measured on the files: each large kernel's output channels hold at most --clusters int8 values."""
+    run_dir, _ = smoke_export
+    variants = {v["name"]: v for v in json.loads((run_dir / "export" / "manifest.json").read_text())["variants"]}
+    clusters = variants["clustered_int8"]["settings"]["clusters"]
+    assert max(k["distinct"] for k in variants["int8"]["kernels"].values()) > clusters  # the check can fail
+    for name in ("clustered_int8", "pruned_clustered_qat_int8"):
+        assert variants[name]["kernels"], name
+        assert all(k["distinct"] <= clusters for k in variants[name]["kernels"].values()), variants[name]["kernels"]
+    assert variants["clustered_int8"]["gzip_bytes"] < 0.85 * variants["int8"]["gzip_bytes"]
+    # PCQAT kept the pruning's zeros in the file (tfmot alone lost them in every conv after the first)
+    pruned = variants["pruned_int8"]["file_sparsity"]
+    assert abs(variants["pruned_clustered_qat_int8"]["file_sparsity"] - pruned) <= 0.02
+    assert all(k["zeros"] >= pruned - 0.05 for k in variants["pruned_clustered_qat_int8"]["kernels"].values())
+
+
+def test_every_int8_file_has_its_tflite_micro_check_and_cpp_source(smoke_export):
+    run_dir, _ = smoke_export
+    manifest = json.loads((run_dir / "export" / "manifest.json").read_text())
+    int8 = [v for v in manifest["variants"] if v["quantization"] == "int8"]
+    assert {v["name"] for v in int8} == {n for n in VARIANTS if n.endswith("int8")}
+    readme = (run_dir / "export" / "micro" / "README.md").read_text()
+    for v in int8:
+        m = v["micro"]
+        assert m["runs"] and m["arena_bytes"] > 0 and "CONV_2D" in m["ops"], v["name"]
+        header = (run_dir / "export" / m["header"]).read_text()
+        assert f"kArenaBytesMeasured = {m['arena_bytes']};" in header
+        assert f"kInputZeroPoint = {v['input']['zero_point']};" in header
+        assert f"`{v['name']}.h`" in readme
+    assert not any("micro" in v for v in manifest["variants"] if v["quantization"] != "int8")
+
+
 def test_partial_export_keeps_unchanged_entries(seed, smoke_export):
     run_dir, _ = smoke_export
-    result = CliRunner().invoke(app, ["export", str(run_dir), "--variants", "float16"])
+    result = CliRunner().invoke(app, ["export", str(run_dir), "--variants", "float16", "--cluster-epochs", "1"])
     assert result.exit_code == 0, result.output
     names = [v["name"] for v in json.loads((run_dir / "export" / "manifest.json").read_text())["variants"]]
     assert names == list(VARIANTS)
@@ -57,6 +89,7 @@ def test_partial_export_keeps_unchanged_entries(seed, smoke_export):
     (["{run}", "--sparsity", "1.0"], "--sparsity: expected a fraction in [0, 1), got 1.0"),
     (["{run}", "--sparsity", "-0.1"], "--sparsity: expected a fraction in [0, 1)"),
     (["{run}", "--variants", "int8,int4"], "unknown variant int4"),
+    (["{run}", "--clusters", "1"], "--clusters: expected 2 to 256 shared values per kernel"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(seed, smoke_run, tmp_path, args, expected):
     run_dir, _ = smoke_run

@@ -1,14 +1,15 @@
 """Every layer kind the architecture can build, through the whole export path.
 
-Keras 3 build and training -> bridge to tf_keras -> pruning -> pruning-preserving QAT -> full-integer
-TFLite, with the invariants each step promises: the bridge agrees, the sparsity is reached and kept,
-the int8 file agrees with its Keras source, and the size estimate is close to the real file.
+Keras 3 build and training -> bridge to tf_keras -> pruning -> pruning-preserving QAT, clustering and
+PCQAT -> full-integer TFLite -> TFLite Micro, with the invariants each step promises: the bridge agrees,
+the sparsity is reached and kept, the clusters are kept, each int8 file agrees with its Keras source and
+runs in TFLite Micro, and the size estimate is close to the real file.
 """
 
 import numpy as np
 import pytest
 
-from export import bridge, litert, prune, quantize, tflite
+from export import bridge, cluster, flatbuffer, litert, micro, prune, quantize, tflite
 from tuning import data, inputs
 from tuning.architecture import BASELINE, build_cnn, compile_model
 from tuning.size import count_params, estimate_int8_bytes
@@ -24,6 +25,7 @@ KINDS = {
 }
 SPARSITY = 0.6
 MIN_WEIGHTS = 1000
+CLUSTERS = 16
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +59,23 @@ def test_layer_kind_goes_through_bridge_prune_qat_and_int8(seed, split, values):
     # A model that learned: near-ties of an untrained one would make the agreement a coin toss
     # (a half-trained one has more of them than a good one, so this is the harder case).
     assert accuracy(tuned.predict(images, verbose=0)) > 0.5
+    # Clustering is tested through PCQAT (sparsity-preserving clustering, then cluster-preserving QAT),
+    # which goes through both of tfmot's clustering code paths; plain clustering is in test_cluster.
+    # (on a fifth of the data: what is checked is that the clusters and zeros are kept, not accuracy)
+    short = train_ds.take(int(train_ds.cardinality()) // 5)
+    pcqat = quantize.quantize(cluster.cluster(pruned, values, short, val_ds, CLUSTERS, epochs=1,
+                                              min_weights=MIN_WEIGHTS, preserve_sparsity=True),
+                              values, short, val_ds, epochs=1, preserve="clusters")
     representative = images[:100]
-    for source in (legacy, qat):
+    for name, source in {"tuned": legacy, "pruned_qat": qat, "pcqat": pcqat}.items():
         int8 = tflite.convert(source, "int8", representative)
         agree = (litert.predict(int8, images).argmax(1) == source.predict(images, verbose=0).argmax(1)).mean()
-        assert agree >= 0.98, agree
+        assert agree >= 0.98, (name, agree)
+        assert micro.check(int8)["runs"], name
+        kernels = flatbuffer.kernels(int8, MIN_WEIGHTS)
+        if name == "pcqat":
+            assert kernels and all(k["distinct"] <= CLUSTERS for k in kernels.values()), kernels
+            assert abs(flatbuffer.sparsity(kernels) - reached) <= 0.02, kernels
     # What --max-kb trusts: the estimate made before training, against the trained model's file (the
     # separable one, whose folded biases are no longer shared zeros, came out 6% over it).
     real = len(tflite.convert(legacy, "int8", representative))

@@ -59,6 +59,33 @@ def test_report_rows_are_complete_and_consistent(seed, quick_run):
     assert estimate["int8_bytes"] == rows["int8"]["bytes"] and abs(estimate["error"]) <= 0.15
 
 
+def test_int8_rows_carry_tflite_micro_figures_measured_from_the_file(seed, quick_run):
+    from export import micro
+
+    run_dir, _ = quick_run
+    doc = json.loads((run_dir / "report.json").read_text())
+    rows = {r["name"]: r for r in doc["rows"]}
+    m = rows["int8"]["micro"]
+    assert m["runs"] and m["flash_bytes"] == rows["int8"]["bytes"]
+    assert m["arena_bytes"] == micro.arena_bytes((run_dir / rows["int8"]["file"]).read_bytes())
+    assert m["agreement_with_litert_kernels"] >= 0.999 and m["agreement_with_litert"] >= 0.99
+    # two runtimes that disagree on a fraction d of the images differ by at most d in accuracy
+    assert abs(m["test_accuracy"] - rows["int8"]["test_accuracy"]) <= 1 - m["agreement_with_litert"] + 1e-9
+    assert all("micro" not in r for r in doc["rows"] if r["quantization"] != "int8")
+    table = (run_dir / "report.md").read_text()
+    assert f"| {m['flash_bytes']:,} | {m['arena_bytes']:,} | {100 * m['test_accuracy']:.2f} |" in table
+
+
+def test_a_file_tflite_micro_cannot_run_is_named_in_the_table_not_a_crash():
+    from reports.report import micro_cells, micro_line
+
+    row = {"micro": {"runs": False, "flash_bytes": 1234, "arena_bytes": None, "unsupported_ops": ["TOPK_V2"],
+                     "error": "TFLite Micro has no kernel for TOPK_V2", "test_accuracy": None}}
+    assert micro_cells(row) == ["1,234", "-", "cannot run: TOPK_V2"]
+    assert "no kernel for TOPK_V2" in micro_line(row)
+    assert micro_cells({"name": "float32"}) == ["-", "-", "-"]
+
+
 def test_markdown_and_html_are_written_and_self_contained(seed, quick_run):
     run_dir, output = quick_run
     md = (run_dir / "report.md").read_text()

@@ -80,3 +80,19 @@ def test_keras_tuner_still_prints_from_parent_to_proto_and_the_patch_hides_it(ca
     proto = patched(parent)
     assert capsys.readouterr().out == "" and proto == patched.original(parent)
     assert config.DEBUG is False  # the flag still exists and is off
+
+
+def test_tfmot_pcqat_shares_one_quantizer_across_layers_and_the_scheme_gives_each_its_own():
+    """If tfmot gives each layer its own cluster-preserving quantizer, the workaround can go."""
+    import tf_keras
+    from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (
+        cluster_preserve_quantize_registry as registry)
+
+    a, b = tf_keras.layers.Conv2D(4, 3), tf_keras.layers.Conv2D(4, 3)
+    for layer in (a, b):
+        layer.build((None, 8, 8, 2))  # a layer without weights gets the plain quantizer
+    upstream = registry.Default8bitClusterPreserveQuantizeRegistry(True)
+    assert upstream.get_quantize_config(a).weight_quantizer is upstream.get_quantize_config(b).weight_quantizer
+    ours = workarounds.cluster_preserve_scheme().get_quantize_registry()
+    first, second = ours.get_quantize_config(a).weight_quantizer, ours.get_quantize_config(b).weight_quantizer
+    assert first is not second and first.preserve_sparsity and second.preserve_sparsity

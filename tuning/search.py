@@ -41,7 +41,7 @@ HYPERBAND_FACTOR = 3  # keeps the best third of each round: Hyperband's usual se
 TRIAL_PATIENCE = 2  # epochs without progress before a random/bayesian trial stops
 MIN_RETRAIN_SHARE = 0.5  # of --final-epochs that a winner must fit in --final-minutes
 PACKAGES = ("tensorflow", "keras", "tf-keras", "keras-tuner", "tensorflow-model-optimization",
-            "tensorboard", "ai-edge-litert", "numpy", "typer")
+            "tensorboard", "ai-edge-litert", "tflite-micro", "numpy", "typer")
 OUTPUTS = ("tuner", "tensorboard", rundir.TRIALS, rundir.BEST_HPARAMS, rundir.BEST_MODEL, rundir.CONFIG)
 
 Log = Callable[[str], None]

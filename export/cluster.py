@@ -1,0 +1,56 @@
+"""Weight clustering with tensorflow-model-optimization: `cluster`, `distinct_values`.
+
+Each large kernel's weights are replaced by the nearest of N shared values (centroids), which
+are fine-tuned; after `strip` a kernel holds at most N distinct floats, so its int8 file
+compresses far better. The small kernels that pruning leaves dense (the first conv) stay as they
+are here too: they cost accuracy and save no bytes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_model_optimization as tfmot
+import tf_keras
+from tensorflow_model_optimization.python.core.clustering.keras.experimental import cluster as experimental
+
+from export.prune import copy, prunable
+from tuning.architecture import compile_model
+
+FINE_TUNE_LR = 0.1  # fraction of the tuned learning rate: centroids move little from the trained weights
+
+
+def cluster(model: tf_keras.Model, values: dict, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset,
+            clusters: int, epochs: int, min_weights: int, preserve_sparsity: bool = False,
+            callbacks=()) -> tf_keras.Model:
+    """Cluster the large kernels of a copy of `model` to `clusters` values each, fine-tune, strip.
+
+    preserve_sparsity: a pruned model's zeros stay zeros (tfmot's sparsity-preserving clustering,
+    the first half of PCQAT). Returns the stripped model: plain layers with clustered kernels.
+    """
+    centroids = tfmot.clustering.keras.CentroidInitialization.KMEANS_PLUS_PLUS
+
+    def wrap(layer):
+        if prunable(layer, min_weights):
+            return experimental.cluster_weights(layer, number_of_clusters=clusters, cluster_centroids_init=centroids,
+                                                preserve_sparsity=preserve_sparsity)
+        return layer
+
+    clustered = tf_keras.models.clone_model(copy(model), clone_function=wrap)
+    compile_model(clustered, values, k=tf_keras, learning_rate=values["learning_rate"] * FINE_TUNE_LR)
+    if epochs > 0:
+        clustered.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0, callbacks=list(callbacks))
+    return tfmot.clustering.keras.strip_clustering(clustered)
+
+
+def distinct_values(model: tf_keras.Model, min_weights: int) -> dict[str, int]:
+    """Distinct values in each kernel that clustering applies to, by layer name."""
+    return {layer.name: int(np.unique(kernel(layer)).size) for layer in model.layers if prunable(layer, min_weights)}
+
+
+def kernel(layer) -> np.ndarray:
+    """The layer's kernel variable (through a quantization wrapper, whose `.kernel` is fake-quantized)."""
+    for w in layer.weights:
+        if w.name.split("/")[-1] == "kernel:0":
+            return w.numpy()
+    raise ValueError(f"layer {layer.name} has no kernel variable")

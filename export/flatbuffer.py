@@ -1,0 +1,59 @@
+"""What a .tflite file holds, read from its flatbuffer: the ops it runs and its weight tensors.
+
+The figures the manifest gives for clustering and pruning (`kernels`) are measured here, on the
+file that ships, not on the Keras model it came from: conversion folds batch norm into the conv
+kernels and quantizes them per output channel, and that is what a device stores.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tflite_micro.python.tflite_micro import runtime as tflm
+
+_OP_NAMES = {code: name for name, code in vars(tflm.schema_fb.BuiltinOperator).items() if not name.startswith("_")}
+_INT8 = tflm.schema_fb.TensorType.INT8
+
+
+def _model(model: bytes):
+    return tflm.convert_bytearray_to_object(bytearray(model))
+
+
+def ops(model: bytes) -> list[str]:
+    """The builtin op names the file uses (e.g. CONV_2D), sorted."""
+    codes = _model(model).operatorCodes or []
+    return sorted({_OP_NAMES.get(tflm.get_builtin_code_from_operator_code(c), "CUSTOM") for c in codes})
+
+
+def layer_name(tensor_name: str) -> str:
+    """'cnn/quant_conv1_0/Conv2D;cnn/...' -> 'conv1_0': the Keras layer a kernel came from."""
+    parts = tensor_name.split(";")[0].split("/")
+    return (parts[1] if len(parts) > 1 else parts[0]).removeprefix("quant_")
+
+
+def kernels(model: bytes, min_weights: int) -> dict[str, dict]:
+    """The int8 weight tensors of at least `min_weights` values, by layer name.
+
+    weights: how many values; zeros: their fraction of exact zeros. distinct: the most distinct int8 values in one output
+    channel (the quantized dimension): a kernel clustered to N values has at most N in each.
+    """
+    m = _model(model)
+    out = {}
+    for t in m.subgraphs[0].tensors:
+        data = m.buffers[t.buffer].data
+        if t.type != _INT8 or data is None or len(t.shape) not in (2, 4) or len(data) < min_weights:
+            continue
+        w = np.asarray(data, dtype=np.uint8).view(np.int8).reshape(t.shape)
+        axis = t.quantization.quantizedDimension if t.quantization is not None else 0
+        channels = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+        out[layer_name(t.name.decode())] = {
+            "weights": int(w.size),
+            "zeros": round(float((w == 0).mean()), 4),
+            "distinct": int(max(np.unique(c).size for c in channels)),
+        }
+    return out
+
+
+def sparsity(kernel_stats: dict[str, dict]) -> float:
+    """Fraction of zeros over all the kernels of `kernels(...)`, weighted by their sizes."""
+    total = sum(k["weights"] for k in kernel_stats.values())
+    return round(sum(k["zeros"] * k["weights"] for k in kernel_stats.values()) / total, 4) if total else 0.0

@@ -1,0 +1,139 @@
+"""Running full-integer .tflite bytes in TensorFlow Lite Micro, the runtime of microcontrollers.
+
+The `tflite-micro` package's interpreter is TFLite Micro's C++ built for the host, with its
+reference kernels and every builtin op registered. `check` says whether a file runs there and the
+smallest tensor arena it allocates in; `Runner` predicts with it, as `export.litert.Runner` does
+with LiteRT (floats in, probabilities out).
+
+The arena is measured with the host build, whose pointers are 8 bytes: a 32-bit board needs a
+little less for the same model. Optimized kernels (CMSIS-NN) can ask for scratch buffers the
+reference kernels do not: the generated header adds a margin (`export.csource.ARENA_MARGIN`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from tflite_micro.python.tflite_micro import runtime as tflm
+
+from export import flatbuffer
+from mnist_opt.errors import MnistOptError
+from mnist_opt.runtime import captured_stderr
+
+ALIGN = 16  # TFLite Micro aligns tensors in the arena to 16 bytes: sizes are searched in those steps
+MAX_ARENA = 16 * 1024 * 1024  # past this a file is not for a microcontroller
+_MISSING_OP = re.compile(r"Didn't find op for builtin opcode '(\w+)'")
+
+
+class MicroUnsupported(MnistOptError):
+    """A file TFLite Micro cannot run: missing ops, or an op it cannot prepare."""
+
+    def __init__(self, message: str, ops: list[str]):
+        super().__init__(message)
+        self.ops = ops
+
+
+def _interpreter(model: bytes, arena: int):
+    """A TFLite Micro interpreter with its tensors allocated in `arena` bytes (RuntimeError if too few)."""
+    with captured_stderr() as text:
+        try:
+            return tflm.Interpreter.from_bytes(model, arena_size=arena), None
+        except RuntimeError:
+            pass
+    return None, text[0]
+
+
+def arena_bytes(model: bytes) -> int:
+    """The smallest arena, in steps of 16 bytes, in which TFLite Micro allocates the model's tensors.
+
+    Raises MicroUnsupported if it allocates in none up to 16 MiB (missing ops: their names).
+    """
+    high = max(ALIGN, 4 * len(model) // ALIGN * ALIGN)
+    while True:
+        interpreter, error = _interpreter(model, high)
+        if interpreter is not None:
+            break
+        missing = sorted(set(_MISSING_OP.findall(error)))
+        if missing:
+            raise MicroUnsupported(f"TFLite Micro has no kernel for {', '.join(missing)}", missing)
+        if high >= MAX_ARENA:
+            lines = [line.strip() for line in error.splitlines() if line.strip()]
+            raise MicroUnsupported(f"TFLite Micro cannot allocate the model in {MAX_ARENA:,} bytes: "
+                                   f"{'; '.join(lines[-3:]) or 'no message'}", [])
+        high = min(2 * high, MAX_ARENA)
+    low = 0  # invariant: `low` fails (or is 0), `high` allocates
+    while high - low > ALIGN:
+        mid = (low + high) // 2 // ALIGN * ALIGN
+        if _interpreter(model, mid)[0] is not None:
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+def check(model: bytes) -> dict:
+    """Whether TFLite Micro runs the file: its ops, and the arena it needs or why it cannot run it."""
+    ops = flatbuffer.ops(model)
+    try:
+        return {"runs": True, "ops": ops, "arena_bytes": arena_bytes(model), "unsupported_ops": [], "error": None}
+    except MicroUnsupported as exc:
+        return {"runs": False, "ops": ops, "arena_bytes": None, "unsupported_ops": exc.ops, "error": str(exc)}
+
+
+class Runner:
+    """TFLite Micro over one full-integer model, batch 1: floats in, probabilities out."""
+
+    def __init__(self, model: bytes, arena: int | None = None):
+        arena = arena or arena_bytes(model)
+        self.interpreter, error = _interpreter(model, arena)
+        if self.interpreter is None:
+            raise MicroUnsupported(f"TFLite Micro cannot allocate the model in {arena:,} bytes: {error.strip()}", [])
+        self.input = self.interpreter.get_input_details(0)
+        self.output = self.interpreter.get_output_details(0)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """Probabilities (N, 10) for float images (N, 28, 28, 1) in [0, 1], one invocation each."""
+        (in_scale,), (in_zero,) = (self.input["quantization_parameters"][k] for k in ("scales", "zero_points"))
+        (out_scale,), (out_zero,) = (self.output["quantization_parameters"][k] for k in ("scales", "zero_points"))
+        x = np.clip(np.round(images.astype(np.float32) / in_scale + in_zero), -128, 127).astype(np.int8)
+        out = np.empty((len(images), int(self.output["shape"][-1])), np.float32)
+        for i, image in enumerate(x):
+            self.interpreter.set_input(image[np.newaxis], 0)
+            self.interpreter.invoke()
+            out[i] = (self.interpreter.get_output(0)[0].astype(np.float32) - out_zero) * out_scale
+        return out
+
+
+def predict(model: bytes, images: np.ndarray, arena: int | None = None, workers: int | None = None) -> np.ndarray:
+    """Probabilities for float images, split over `workers` processes (default: one per core).
+
+    TFLite Micro's reference kernels are plain loops, 4-5 ms an image for a 45k-parameter model here,
+    and its Python binding holds the GIL: processes, not threads, use the second core. They are
+    fresh interpreters (`python -m export.micro`), not forks of a process that has TensorFlow loaded.
+    """
+    arena = arena or arena_bytes(model)
+    workers = max(1, min(workers or os.cpu_count() or 1, len(images) // 500))
+    if workers == 1:
+        return Runner(model, arena)(images)
+    with tempfile.TemporaryDirectory(prefix="mnist-opt-micro-") as tmp:
+        work = Path(tmp)
+        (work / "model.tflite").write_bytes(model)
+        for k, chunk in enumerate(np.array_split(images, workers)):
+            np.save(work / f"images_{k}.npy", chunk)
+        procs = [subprocess.Popen([sys.executable, "-m", "export.micro", str(work), str(k), str(arena)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for k in range(workers)]
+        errors = [p.communicate()[1].decode(errors="replace") for p in procs]
+        if any(p.returncode for p in procs):
+            raise MnistOptError(f"a TFLite Micro worker failed: {next(e for e, p in zip(errors, procs) if p.returncode)[-1500:]}")
+        return np.concatenate([np.load(work / f"probabilities_{k}.npy") for k in range(workers)])
+
+
+if __name__ == "__main__":  # one worker of `predict`: python -m export.micro DIR K ARENA
+    work, k, arena = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    np.save(work / f"probabilities_{k}.npy", Runner((work / "model.tflite").read_bytes(), arena)(np.load(work / f"images_{k}.npy")))
