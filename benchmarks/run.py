@@ -2,6 +2,7 @@
 
     python benchmarks/run.py [--parts throughput,quick,standard,tiny,search,distributed,predict] [--search-minutes 12]
                              [--project-seeds 0,1,2,3,4] [--random-seeds 1,2,3,4,5] [--preset-seeds 0,1,2]
+                             [--record NAME]
 
 Writes benchmarks/results/<date>.json and <date>.md. Parts:
 
@@ -364,6 +365,8 @@ def main(argv=None) -> int:
     parser.add_argument("--project-seeds", default="0,1,2,3,4", help="the project's search runs, one per seed")
     parser.add_argument("--random-seeds", default="1,2,3,4,5", help="RandomSearch runs, one per seed")
     parser.add_argument("--preset-seeds", default="0", help="quick/standard/full: one run per seed (#28: 0,1,2)")
+    parser.add_argument("--record", default=None, help="the record's name under results/ (default: today's date, "
+                        "to which parts run on one day add up)")
     args = parser.parse_args(argv)
     from mnist_opt.runtime import quiet_tensorflow, training_dtype
 
@@ -391,7 +394,7 @@ def main(argv=None) -> int:
             # Parts of one day's record may come from different code, and from different machines.
             results[part].update(commit=commit(), machine=machine(), precision=precision)
             print(json.dumps(results[part])[:600], flush=True)
-    out = HERE / "results" / time.strftime("%Y-%m-%d")
+    out = HERE / "results" / (args.record or time.strftime("%Y-%m-%d"))
     out.parent.mkdir(exist_ok=True)
     if out.with_suffix(".json").exists():  # parts run separately on one day add up to one record
         results = {**json.loads(out.with_suffix(".json").read_text()), **results}

@@ -33,12 +33,12 @@ PRESETS = {
         ReportConfig(run_dir="", baseline_epochs=1, baseline_images=10000, latency_runs=200, warmup_runs=20)),
     # The README's main job, in 20 minutes on 2 cores without bfloat16 units: a short search whose
     # starting points are known-good designs, the winner retrained with the full recipe for as many
-    # of 20 epochs as fit in 9 minutes, short fine-tunes for the pruned variants. A winner must fit
+    # of 20 epochs as fit in 9 minutes, short fine-tunes for the pruned and clustered variants. A winner must fit
     # half of final_epochs in final_minutes (search.winner): at 30, the 45,194-parameter starting
     # point (about 32 s an epoch in float32) was passed over for a weaker model. Models whose int8
     # file would pass 64 KB are skipped unless --max-kb says otherwise.
     "standard": Preset(TuneConfig(train_subset=10000, final_epochs=20, search_minutes=4, final_minutes=9, max_kb=64),
-                       ExportConfig(run_dir="", prune_epochs=2, qat_epochs=1, train_subset=20000),
+                       ExportConfig(run_dir="", prune_epochs=2, qat_epochs=1, cluster_epochs=1, train_subset=20000),
                        ReportConfig(run_dir="", baseline_epochs=3)),
     # The best accuracy, in under an hour: the wide space (up to 96 filters a block) from its
     # 87k-parameter starting point, 6 minutes of Hyperband, the winner retrained for the 50 epochs of
