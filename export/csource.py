@@ -133,7 +133,7 @@ int classify(const uint8_t* pixels) {{
 
   TfLiteTensor* input = interpreter.input(0);
   for (int i = 0; i < 28 * 28; ++i) {{
-    int q = static_cast<int>(roundf(pixels[i] / 255.0f / {ns}::kInputScale)) + {ns}::kInputZeroPoint;
+    int q = static_cast<int>(std::lround(pixels[i] / 255.0f / {ns}::kInputScale)) + {ns}::kInputZeroPoint;
     input->data.int8[i] = static_cast<int8_t>(q < -128 ? -128 : (q > 127 ? 127 : q));
   }}
   if (interpreter.Invoke() != kTfLiteOk) return -1;

@@ -121,7 +121,7 @@ def export(cfg: ExportConfig, log: Log = lambda line: None) -> dict:
             "name": name,
             "file": path.name,
             "quantization": quantization,
-            "pruned": source != "tuned",
+            "pruned": source.startswith("pruned"),
             "source": source,
             "sparsity": sparsities[source],
             "bytes": len(model_bytes),
@@ -144,11 +144,12 @@ def export(cfg: ExportConfig, log: Log = lambda line: None) -> dict:
     made = {entry["name"] for entry in manifest["variants"]}
     for entry in previous_entries(out_dir):
         if entry["name"] not in made:
+            if entry["quantization"] == "int8" and "micro" not in entry:  # exported before the TFLite Micro check
+                entry.update(micro_files(entry["name"], (out_dir / entry["file"]).read_bytes(), entry, out_dir,
+                                         cfg.min_prune_weights))
             manifest["variants"].append(entry)
     manifest["variants"].sort(key=lambda entry: VARIANTS.index(entry["name"]))
-    runnable = [e | e["micro"] for e in manifest["variants"] if e.get("micro", {}).get("runs")]
-    if runnable:
-        runio.write_text(out_dir / "micro" / "README.md", csource.readme(runnable))
+    tidy_micro(out_dir / "micro", manifest["variants"])
     runio.write_json(out_dir / "manifest.json", manifest)
     return manifest
 
@@ -193,6 +194,19 @@ def settings_of(source: str, cfg: ExportConfig) -> dict:
             "clustered": ("clusters", "cluster_epochs"),
             "pruned_clustered_qat": ("sparsity", "prune_epochs", "clusters", "cluster_epochs", "qat_epochs")}[source]
     return {k: getattr(cfg, k) for k in keys}
+
+
+def tidy_micro(micro_dir: Path, variants: list[dict]) -> None:
+    """micro/ holds the sources of the listed variants that TFLite Micro runs, and a README of them."""
+    runs = [{"name": e["name"], "bytes": e["bytes"], **e["micro"]} for e in variants if e.get("micro", {}).get("runs")]
+    names = {e["name"] for e in runs}
+    for path in micro_dir.glob("*") if micro_dir.is_dir() else ():
+        if path.suffix in (".h", ".cc") and path.stem not in names:
+            path.unlink()  # the source of a variant that is gone, or no longer runs
+    if runs:
+        runio.write_text(micro_dir / "README.md", csource.readme(runs))
+    elif (micro_dir / "README.md").exists():
+        (micro_dir / "README.md").unlink()
 
 
 def micro_files(name: str, model: bytes, entry: dict, out_dir: Path, min_weights: int) -> dict:

@@ -45,7 +45,10 @@ def kernels(model: bytes, min_weights: int) -> dict[str, dict]:
         w = np.asarray(data, dtype=np.uint8).view(np.int8).reshape(t.shape)
         axis = t.quantization.quantizedDimension if t.quantization is not None else 0
         channels = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
-        out[layer_name(t.name.decode())] = {
+        name = layer_name(t.name.decode())
+        if name in out:  # two kernels whose names start alike: keep both
+            name = f"{name}#{len(out)}"
+        out[name] = {
             "weights": int(w.size),
             "zeros": round(float((w == 0).mean()), 4),
             "distinct": int(max(np.unique(c).size for c in channels)),

@@ -23,20 +23,13 @@ import numpy as np
 from tflite_micro.python.tflite_micro import runtime as tflm
 
 from export import flatbuffer
-from mnist_opt.errors import MnistOptError
+from mnist_opt.errors import MicroUnsupported, MnistOptError
 from mnist_opt.runtime import captured_stderr
 
 ALIGN = 16  # TFLite Micro aligns tensors in the arena to 16 bytes: sizes are searched in those steps
 MAX_ARENA = 16 * 1024 * 1024  # past this a file is not for a microcontroller
-_MISSING_OP = re.compile(r"Didn't find op for builtin opcode '(\w+)'")
-
-
-class MicroUnsupported(MnistOptError):
-    """A file TFLite Micro cannot run: missing ops, or an op it cannot prepare."""
-
-    def __init__(self, message: str, ops: list[str]):
-        super().__init__(message)
-        self.ops = ops
+_MISSING_OP = re.compile(r"Didn't find op for (?:builtin|custom) opcode '([^']+)'")
+_TOO_SMALL = ("Failed to allocate", "Failed to resize buffer", "missing:")  # the arena's own complaints
 
 
 def _interpreter(model: bytes, arena: int):
@@ -62,10 +55,12 @@ def arena_bytes(model: bytes) -> int:
         missing = sorted(set(_MISSING_OP.findall(error)))
         if missing:
             raise MicroUnsupported(f"TFLite Micro has no kernel for {', '.join(missing)}", missing)
+        lines = [line.strip() for line in error.splitlines() if line.strip()]
+        if not any(mark in error for mark in _TOO_SMALL):  # an op that cannot prepare, say: no arena helps
+            raise MicroUnsupported(f"TFLite Micro cannot run the model: {'; '.join(lines[-3:]) or 'no message'}", [])
         if high >= MAX_ARENA:
-            lines = [line.strip() for line in error.splitlines() if line.strip()]
             raise MicroUnsupported(f"TFLite Micro cannot allocate the model in {MAX_ARENA:,} bytes: "
-                                   f"{'; '.join(lines[-3:]) or 'no message'}", [])
+                                   f"{'; '.join(lines[-3:])}", [])
         high = min(2 * high, MAX_ARENA)
     low = 0  # invariant: `low` fails (or is 0), `high` allocates
     while high - low > ALIGN:
@@ -118,7 +113,7 @@ def predict(model: bytes, images: np.ndarray, arena: int | None = None, workers:
     fresh interpreters (`python -m export.micro`), not forks of a process that has TensorFlow loaded.
     """
     arena = arena or arena_bytes(model)
-    workers = max(1, min(workers or os.cpu_count() or 1, len(images) // 500))
+    workers = max(1, min(workers or len(os.sched_getaffinity(0)), len(images) // 500))
     if workers == 1:
         return Runner(model, arena)(images)
     with tempfile.TemporaryDirectory(prefix="mnist-opt-micro-") as tmp:

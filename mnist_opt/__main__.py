@@ -2,5 +2,5 @@
 
 from mnist_opt.cli import main
 
-if __name__ == "__main__":  # not when a spawned worker process (export.micro.predict) imports it
+if __name__ == "__main__":  # not when something imports the module
     main()

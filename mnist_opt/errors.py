@@ -35,3 +35,11 @@ class SearchFailed(MnistOptError):
 
 class BridgeMismatch(MnistOptError):
     """The tf_keras rebuild of a model does not predict what the original does."""
+
+
+class MicroUnsupported(MnistOptError):
+    """A .tflite file TensorFlow Lite Micro cannot run: missing ops (named in `ops`), or one it cannot prepare."""
+
+    def __init__(self, message: str, ops: list[str]):
+        super().__init__(message)
+        self.ops = ops

@@ -12,6 +12,30 @@ os.environ.pop("MNIST_NPZ", None)  # tests choose their data explicitly
 
 SEED = 1234
 
+# Test modules that share an expensive session fixture. Under xdist each worker builds the session
+# fixtures its tests use, so these modules go to one worker together and each fixture is built once
+# (3-4 minutes apiece on 2 cores). test_search.py's three smoke-search tests stay out: with its long
+# tests the group would outweigh the other worker's share, and they may build the search (a minute) again. xdist's own `xdist_group` marks do nothing under pytest 9: xdist
+# 3.8 renames `item._nodeid`, which pytest 9 no longer reads.
+FIXTURE_GROUPS = {
+    "quick_run": ("test_report.py", "test_serve.py"),
+    "smoke_export": ("test_export.py", "test_micro.py", "test_csource.py", "test_evaluate.py", "test_predict.py"),
+}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`-n 2` (xdist's `load`): every test is its own unit, except the modules of a fixture group."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FixtureGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+            return next((group for group, modules in FIXTURE_GROUPS.items() if module in modules), nodeid)
+
+    return FixtureGroups(config, log)
+
 
 @pytest.fixture
 def seed():

@@ -77,7 +77,7 @@ def test_every_int8_file_has_its_tflite_micro_check_and_cpp_source(smoke_export)
 
 def test_partial_export_keeps_unchanged_entries(seed, smoke_export):
     run_dir, _ = smoke_export
-    result = CliRunner().invoke(app, ["export", str(run_dir), "--variants", "float16", "--cluster-epochs", "1"])
+    result = CliRunner().invoke(app, ["export", str(run_dir), "--variants", "float16"])
     assert result.exit_code == 0, result.output
     names = [v["name"] for v in json.loads((run_dir / "export" / "manifest.json").read_text())["variants"]]
     assert names == list(VARIANTS)
@@ -133,3 +133,21 @@ def test_a_full_disk_exits_1_leaves_no_partial_file_and_a_rerun_completes(seed, 
     assert result.exit_code == 0, result.output
     manifest = json.loads((export_dir / "manifest.json").read_text())
     assert [v["name"] for v in manifest["variants"]] == ["float32", "int8"]
+
+
+def test_micro_keeps_only_the_sources_of_listed_variants_that_run(tmp_path):
+    from export.export import tidy_micro
+
+    micro_dir = tmp_path / "micro"
+    micro_dir.mkdir()
+    for name in ("int8.h", "int8.cc", "gone.h", "gone.cc", "fails.h", "fails.cc", "README.md"):
+        (micro_dir / name).write_text("old")
+    figures = {"ops": ["CONV_2D"], "arena_bytes": 1024}
+    variants = [{"name": "int8", "bytes": 100, "micro": {"runs": True, **figures}},
+                {"name": "fails", "bytes": 100, "micro": {"runs": False, "ops": [], "arena_bytes": None}},
+                {"name": "float32", "bytes": 400}]
+    tidy_micro(micro_dir, variants)
+    assert sorted(p.name for p in micro_dir.iterdir()) == ["README.md", "int8.cc", "int8.h"]
+    assert "`int8.h`" in (micro_dir / "README.md").read_text()
+    tidy_micro(micro_dir, variants[1:])  # none runs any more: no sources, no README
+    assert list(micro_dir.iterdir()) == []

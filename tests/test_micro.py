@@ -39,6 +39,16 @@ def test_a_file_with_an_op_tflite_micro_lacks_is_reported_with_the_op_name(topk_
         micro.Runner(topk_file)
 
 
+def test_the_export_writes_no_source_for_a_file_tflite_micro_cannot_run(topk_file, tmp_path):
+    from export.export import micro_files
+
+    entry = {"file": "topk.tflite", "sha256": "0" * 64, "input": {}, "output": {}}
+    (tmp_path / "micro").mkdir()
+    figures = micro_files("topk", topk_file, entry, tmp_path, min_weights=1000)
+    assert figures["micro"]["runs"] is False and figures["micro"]["unsupported_ops"] == ["TOPK_V2"]
+    assert list((tmp_path / "micro").iterdir()) == []
+
+
 def test_tflite_micro_predicts_what_litert_does_for_every_int8_variant(smoke_export):
     """The whole test set, each full-integer file: TFLite Micro against LiteRT's own kernels.
 

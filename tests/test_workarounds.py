@@ -96,3 +96,13 @@ def test_tfmot_pcqat_shares_one_quantizer_across_layers_and_the_scheme_gives_eac
     ours = workarounds.cluster_preserve_scheme().get_quantize_registry()
     first, second = ours.get_quantize_config(a).weight_quantizer, ours.get_quantize_config(b).weight_quantizer
     assert first is not second and first.preserve_sparsity and second.preserve_sparsity
+
+
+def test_the_cqat_fallback_warning_is_hidden_in_the_block_only(caplog):
+    import logging
+
+    with workarounds.quiet_cqat_fallback():
+        logging.warning("Input layer does not contain zero weights, so apply CQAT instead.")
+        logging.warning("something else")
+    logging.warning("Input layer does not contain zero weights, so apply CQAT instead.")
+    assert [r.getMessage()[:14] for r in caplog.records] == ["something else", "Input layer do"]
