@@ -14,7 +14,7 @@ import tensorflow_model_optimization as tfmot
 import tf_keras
 from tensorflow_model_optimization.python.core.clustering.keras.experimental import cluster as experimental
 
-from export.prune import copy, prunable
+from export.prune import copy, kernel, prunable
 from tuning.architecture import compile_model
 
 FINE_TUNE_LR = 0.1  # fraction of the tuned learning rate: centroids move little from the trained weights
@@ -47,10 +47,3 @@ def distinct_values(model: tf_keras.Model, min_weights: int) -> dict[str, int]:
     """Distinct values in each kernel that clustering applies to, by layer name."""
     return {layer.name: int(np.unique(kernel(layer)).size) for layer in model.layers if prunable(layer, min_weights)}
 
-
-def kernel(layer) -> np.ndarray:
-    """The layer's kernel variable (through a quantization wrapper, whose `.kernel` is fake-quantized)."""
-    for w in layer.weights:
-        if w.name.split("/")[-1] == "kernel:0":
-            return w.numpy()
-    raise ValueError(f"layer {layer.name} has no kernel variable")

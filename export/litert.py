@@ -12,6 +12,16 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from mnist_opt.runtime import silenced_stderr
 
 
+def to_int8(x: np.ndarray, scale: float, zero: int) -> np.ndarray:
+    """Floats to a full-integer model's int8 input, with its scale and zero point."""
+    return np.clip(np.round(x.astype(np.float32) / scale + zero), -128, 127).astype(np.int8)
+
+
+def from_int8(y: np.ndarray, scale: float, zero: int) -> np.ndarray:
+    """A full-integer model's int8 output back to floats."""
+    return (y.astype(np.float32) - zero) * scale
+
+
 class Runner:
     """A LiteRT interpreter over one .tflite model that takes and returns floats.
 
@@ -50,13 +60,13 @@ class Runner:
         x = images.astype(np.float32)
         scale, zero = self.input["quantization"]
         if self.input_dtype == np.int8:
-            x = np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)
+            x = to_int8(x, scale, zero)
         self.interpreter.set_tensor(self.input["index"], x)
         self.interpreter.invoke()
         y = self.interpreter.get_tensor(self.output["index"])
         scale, zero = self.output["quantization"]
         if np.dtype(self.output["dtype"]) == np.int8:
-            y = (y.astype(np.float32) - zero) * scale
+            y = from_int8(y, scale, zero)
         return y
 
 

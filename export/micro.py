@@ -23,6 +23,7 @@ import numpy as np
 from tflite_micro.python.tflite_micro import runtime as tflm
 
 from export import flatbuffer
+from export.litert import from_int8, to_int8
 from mnist_opt.errors import MicroUnsupported, MnistOptError
 from mnist_opt.runtime import captured_stderr
 
@@ -33,7 +34,7 @@ _TOO_SMALL = ("Failed to allocate", "Failed to resize buffer", "missing:")  # th
 
 
 def _interpreter(model: bytes, arena: int):
-    """A TFLite Micro interpreter with its tensors allocated in `arena` bytes (RuntimeError if too few)."""
+    """(a TFLite Micro interpreter with its tensors allocated in `arena` bytes, None), or (None, what it printed)."""
     with captured_stderr() as text:
         try:
             return tflm.Interpreter.from_bytes(model, arena_size=arena), None
@@ -96,12 +97,12 @@ class Runner:
         """Probabilities (N, 10) for float images (N, 28, 28, 1) in [0, 1], one invocation each."""
         (in_scale,), (in_zero,) = (self.input["quantization_parameters"][k] for k in ("scales", "zero_points"))
         (out_scale,), (out_zero,) = (self.output["quantization_parameters"][k] for k in ("scales", "zero_points"))
-        x = np.clip(np.round(images.astype(np.float32) / in_scale + in_zero), -128, 127).astype(np.int8)
+        x = to_int8(images, in_scale, in_zero)
         out = np.empty((len(images), int(self.output["shape"][-1])), np.float32)
         for i, image in enumerate(x):
             self.interpreter.set_input(image[np.newaxis], 0)
             self.interpreter.invoke()
-            out[i] = (self.interpreter.get_output(0)[0].astype(np.float32) - out_zero) * out_scale
+            out[i] = from_int8(self.interpreter.get_output(0)[0], out_scale, out_zero)
         return out
 
 

@@ -61,9 +61,15 @@ def strip(model: tf_keras.Model) -> tf_keras.Model:
 
 def sparsity(model: tf_keras.Model, min_weights: int) -> float:
     """Fraction of exact zeros over the kernels that pruning applies to."""
-    # The kernel variable itself: a quantization wrapper replaces `.kernel` with a fake-quantized tensor.
-    kernels = [w.numpy() for layer in model.layers if prunable(layer, min_weights)
-               for w in layer.weights if w.name.split("/")[-1] == "kernel:0"]
+    kernels = [kernel(layer) for layer in model.layers if prunable(layer, min_weights)]
     if not kernels:
         return 0.0
     return float(sum((k == 0).sum() for k in kernels) / sum(k.size for k in kernels))
+
+
+def kernel(layer) -> np.ndarray:
+    """The layer's kernel variable itself: a quantization wrapper replaces `.kernel` with a fake-quantized tensor."""
+    for w in layer.weights:
+        if w.name.split("/")[-1] == "kernel:0":
+            return w.numpy()
+    raise ValueError(f"layer {layer.name} has no kernel variable")

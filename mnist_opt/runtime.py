@@ -22,20 +22,13 @@ def silenced_stderr():
     ("Could not find cuda drivers", "Created TensorFlow Lite XNNPACK delegate")
     below Python, where no log level reaches.
     """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
+    text = []
+    try:
+        with captured_stderr() as text:
             yield
-        except BaseException:
-            os.dup2(saved, 2)
-            captured.seek(0)
-            sys.stderr.write(captured.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+    except BaseException:
+        sys.stderr.write("".join(text))  # fd 2 is back by now
+        raise
 
 
 @contextmanager
