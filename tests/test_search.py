@@ -6,7 +6,7 @@ import pytest
 
 from mnist_opt import runtime, workarounds
 from mnist_opt.errors import RunDirError, SearchFailed, SearchSpaceError
-from tuning import search, train
+from tuning import pareto, search, train
 from tuning.config import TuneConfig
 from tuning.architecture import build_cnn
 from tuning.size import count_params, estimate_int8_bytes
@@ -26,6 +26,8 @@ def test_smoke_search_records_every_trial(seed, smoke_run):
     for t in trials:
         assert 0.0 < t["val_accuracy"] <= 1.0 and t["seconds"] > 0 and t["error"] is None
         assert t["params"] == count_params(t["hyperparameters"])
+    # Each trial's Pareto rank of (val_accuracy, est_int8_bytes) among the completed ones.
+    assert [t["pareto_rank"] for t in trials] == pareto.ranks([(t["val_accuracy"], t["est_int8_bytes"]) for t in trials])
     for n, t in enumerate(trials, 1):  # one log line per trial, named as in trials.json
         assert f"trial {t['id']} ({n}/2)  val_acc {t['val_accuracy']:.4f}" in output
 

@@ -30,6 +30,7 @@ from keras_tuner.src.engine import trial as trial_module
 
 from mnist_opt import runio
 from mnist_opt.errors import InputError
+from tuning import pareto
 from tuning.config import CLI_HIDDEN, TuneConfig
 from tuning.search import Log, TuneResult, finish, make_tuner, search, start
 
@@ -111,7 +112,7 @@ def chief(cfg: TuneConfig, address: str, log: Log = lambda line: None, workers: 
         server.stop(grace=2)
     if pool:
         pool.stop()
-    records = collect(tuner, run_dir, failed)
+    records = pareto.annotate(collect(tuner, run_dir, failed))
     runio.write_json(run_dir / "trials.json", records)
     log(f"chief: search over, {len(records)} trials")
     return finish(cfg, space, split, run_dir, records, log)

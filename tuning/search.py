@@ -5,7 +5,7 @@ run directory:
 
     tuner/              Keras Tuner state (what a resumed search reloads)
     tensorboard/        one log directory per trial, with HParams
-    trials.json         every trial: status, hyperparameters, val_accuracy, params, seconds, error, ...
+    trials.json         every trial: status, hyperparameters, val_accuracy, params, pareto_rank, seconds, error, ...
     best_hparams.json   the winner's hyperparameters
     best.keras          the winner, retrained on the whole train split
     config.json         resolved settings, package versions, seed, data hash
@@ -30,7 +30,7 @@ from keras_tuner.engine import trial as trial_module
 
 from mnist_opt import rundir, runio, runtime, workarounds
 from mnist_opt.errors import RunDirError, SearchFailed
-from tuning import data, inputs, oracles, space as space_module, state, train
+from tuning import data, inputs, oracles, pareto, space as space_module, state, train
 from tuning.config import TuneConfig
 from tuning.architecture import architecture, compile_model
 from tuning.hypermodel import CNNHyperModel, sample
@@ -145,7 +145,7 @@ class TrialRecorder:
         ended = self.oracle.get_trial(trial.trial_id)  # from the chief, for a distributed worker
         record = self.record(ended, time.perf_counter() - self.started.pop(trial.trial_id))
         self.records[record["id"]] = record
-        runio.write_json(self.trials_path, list(self.records.values()))
+        runio.write_json(self.trials_path, pareto.annotate(list(self.records.values())))
         self.log(describe(record, len(self.records), self.cfg.trials_limit()))
         recent = [r["status"] for r in self.records.values() if r["status"] != "skipped"]
         if len(recent) >= MAX_CONSECUTIVE_FAILURES and set(recent[-MAX_CONSECUTIVE_FAILURES:]) == {"failed"}:
@@ -328,6 +328,9 @@ def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, records: li
     top = max(completed, key=merit)
     log(f"search done: {counts['completed']} completed, {counts['failed']} failed, {counts['skipped']} skipped; "
         f"best trial {top['id']} val_accuracy {top['val_accuracy']:.4f}")
+    front = sorted((r for r in pareto.annotate(completed) if r["pareto_rank"] == 0), key=lambda r: r["est_int8_bytes"])
+    log("Pareto front of val_accuracy and estimated int8 size: " + ", ".join(
+        f"trial {r['id']} {r['val_accuracy']:.4f} in {r['est_int8_bytes'] / 1024:.1f} KB" for r in front))
     measured: dict[str, float] = {}  # trial id -> retrain minutes; each trial is timed once
 
     def estimate(record: dict) -> float:

@@ -1,0 +1,67 @@
+"""Pareto ranks and hypervolume against brute force on random fronts."""
+
+import itertools
+import math
+import random
+
+import pytest
+
+from tuning import pareto
+
+
+def _points(seed: int, n: int = 40) -> list[tuple[float, float]]:
+    rng = random.Random(seed)  # coarse values, so that ties on one objective occur
+    return [(rng.randint(90, 100) / 100, rng.randint(4, 64) * 1024) for _ in range(n)]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_rank_zero_is_exactly_the_non_dominated_set(seed):
+    points = _points(seed)
+    rank = pareto.ranks(points)
+    for i, p in enumerate(points):
+        dominated = any(q[0] >= p[0] and q[1] <= p[1] and q != p for q in points)
+        assert (rank[i] == 0) == (not dominated)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_each_rank_is_dominated_only_by_lower_ranks(seed):
+    points = _points(seed)
+    rank = pareto.ranks(points)
+    for i, j in itertools.permutations(range(len(points)), 2):
+        if pareto.dominates(points[i], points[j]):
+            assert rank[i] < rank[j]
+    for i, r in enumerate(rank):  # and a point of rank k > 0 has a dominator of rank k - 1
+        if r:
+            assert any(rank[j] == r - 1 and pareto.dominates(points[j], points[i]) for j in range(len(points)))
+
+
+def test_equal_points_share_a_rank():
+    assert pareto.ranks([(0.99, 8000), (0.99, 8000), (0.98, 9000)]) == [0, 0, 1]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_hypervolume_equals_a_grid_count(seed):
+    points, ref = _points(seed, 15), (0.9, 128 * 1024)
+    grid = [(0.9 + (a + 0.5) / 1000, 2 ** (12 + (b + 0.5) * 5 / 200)) for a in range(100) for b in range(200)]
+    covered = sum(any(p[0] >= g[0] and p[1] <= g[1] for p in points) for g in grid)
+    cell = (0.1 / 100) * (5 / 200)
+    exact = pareto.hypervolume(points, ref)
+    # The grid covers log2 bytes from 12 to 17 (the points' range within the reference).
+    assert exact == pytest.approx(covered * cell, rel=0.03)
+    assert pareto.hypervolume(points + [(0.5, 1024)], ref) == exact  # below the reference: adds nothing
+    assert pareto.hypervolume(pareto_front(points), ref) == pytest.approx(exact)
+
+
+def pareto_front(points):
+    return [p for p, r in zip(points, pareto.ranks(points)) if r == 0]
+
+
+def test_annotate_ranks_completed_trials_only():
+    records = [
+        {"id": "0", "status": "completed", "val_accuracy": 0.99, "est_int8_bytes": 9000},
+        {"id": "1", "status": "completed", "val_accuracy": 0.98, "est_int8_bytes": 20000},
+        {"id": "2", "status": "skipped", "val_accuracy": None, "est_int8_bytes": 100},
+        {"id": "3", "status": "completed", "val_accuracy": 0.97, "est_int8_bytes": 5000},
+    ]
+    assert [r["pareto_rank"] for r in pareto.annotate(records)] == [0, 1, None, 0]
+    assert math.isclose(pareto.hypervolume([(0.99, 9000)], (0.99, 9000)), 0.0)

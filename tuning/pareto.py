@@ -1,0 +1,51 @@
+"""The accuracy-size trade-off of a search: Pareto ranks and the hypervolume of a front.
+
+Objectives: validation accuracy (higher is better) and the estimated int8 file's bytes (fewer
+is better). Rank 0 is the non-dominated set (the front); rank k the front once ranks < k are removed.
+"""
+
+from __future__ import annotations
+
+import math
+
+Point = tuple[float, float]  # (accuracy, bytes)
+
+
+def dominates(a: Point, b: Point) -> bool:
+    """a is at least as good as b on both objectives and better on one."""
+    return a[0] >= b[0] and a[1] <= b[1] and a != b
+
+
+def ranks(points: list[Point]) -> list[int]:
+    """Each point's non-dominated rank (0 = on the front), by repeated peeling."""
+    rank = [-1] * len(points)
+    left, k = set(range(len(points))), 0
+    while left:
+        front = {i for i in left if not any(dominates(points[j], points[i]) for j in left)}
+        for i in front:
+            rank[i] = k
+        left -= front
+        k += 1
+    return rank
+
+
+def hypervolume(points: list[Point], reference: Point) -> float:
+    """Area dominated by `points` and bounded by `reference` (accuracy, bytes), in (accuracy, log2 bytes).
+
+    Points no better than the reference on both objectives add nothing.
+    """
+    ref_acc, ref_log = reference[0], math.log2(reference[1])
+    kept = sorted((log, acc) for acc, b in points if acc > ref_acc and (log := math.log2(b)) < ref_log)
+    area, best = 0.0, ref_acc
+    for log, acc in kept:  # from the smallest file up: each adds its gain in accuracy
+        if acc > best:
+            area += (acc - best) * (ref_log - log)
+            best = acc
+    return area
+
+
+def annotate(records: list[dict]) -> list[dict]:
+    """The records with `pareto_rank` set on completed trials (None on the others)."""
+    done = [r for r in records if r["status"] == "completed"]
+    by_id = dict(zip((r["id"] for r in done), ranks([(r["val_accuracy"], r["est_int8_bytes"]) for r in done])))
+    return [dict(r, pareto_rank=by_id.get(r["id"])) for r in records]
