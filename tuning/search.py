@@ -291,7 +291,7 @@ def search(cfg: TuneConfig, space, split: data.Split, run_dir: Path, log: Log = 
             tuner.search(verbose=0)
     except _StopSearch as stop:
         log(f"search stopped: {stop}")
-    return list(tuner.records.values())
+    return pareto.annotate(list(tuner.records.values()))  # as trials.json has them
 
 
 def tune(cfg: TuneConfig, log: Log = lambda line: None) -> TuneResult:
