@@ -328,7 +328,8 @@ def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, records: li
     top = max(completed, key=merit)
     log(f"search done: {counts['completed']} completed, {counts['failed']} failed, {counts['skipped']} skipped; "
         f"best trial {top['id']} val_accuracy {top['val_accuracy']:.4f}")
-    front = sorted((r for r in pareto.annotate(completed) if r["pareto_rank"] == 0), key=lambda r: r["est_int8_bytes"])
+    # The records come ranked: search() and the distributed chief annotate them.
+    front = sorted((r for r in completed if r["pareto_rank"] == 0), key=lambda r: r["est_int8_bytes"])
     log("Pareto front of val_accuracy and estimated int8 size: " + ", ".join(
         f"trial {r['id']} {r['val_accuracy']:.4f} in {r['est_int8_bytes'] / 1024:.1f} KB" for r in front))
     measured: dict[str, float] = {}  # trial id -> retrain minutes; each trial is timed once
