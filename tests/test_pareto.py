@@ -49,11 +49,9 @@ def test_hypervolume_equals_a_grid_count(seed):
     # The grid covers log2 bytes from 12 to 17 (the points' range within the reference).
     assert exact == pytest.approx(covered * cell, rel=0.03)
     assert pareto.hypervolume(points + [(0.5, 1024)], ref) == exact  # below the reference: adds nothing
-    assert pareto.hypervolume(pareto_front(points), ref) == pytest.approx(exact)
-
-
-def pareto_front(points):
-    return [p for p, r in zip(points, pareto.ranks(points)) if r == 0]
+    front = [p for p, r in zip(points, pareto.ranks(points)) if r == 0]
+    assert pareto.hypervolume(front, ref) == pytest.approx(exact)  # dominated points add nothing
+    assert math.isclose(pareto.hypervolume([ref], ref), 0.0)  # nor does the reference point itself
 
 
 def test_annotate_ranks_completed_trials_only():
@@ -64,4 +62,3 @@ def test_annotate_ranks_completed_trials_only():
         {"id": "3", "status": "completed", "val_accuracy": 0.97, "est_int8_bytes": 5000},
     ]
     assert [r["pareto_rank"] for r in pareto.annotate(records)] == [0, 1, None, 0]
-    assert math.isclose(pareto.hypervolume([(0.99, 9000)], (0.99, 9000)), 0.0)
