@@ -1,6 +1,6 @@
 """mnist-opt benchmarks: speed and quality targets, measured on this machine.
 
-    python benchmarks/run.py [--parts throughput,quick,standard,tiny,search,distributed,predict] [--search-minutes 12]
+    python benchmarks/run.py [--parts throughput,quick,standard,tiny,search,distributed,predict,frontier] [--search-minutes 12]
                              [--project-seeds 0,1,2,3,4] [--random-seeds 1,2,3,4,5] [--preset-seeds 0,1,2]
                              [--record NAME]
 
@@ -27,6 +27,9 @@ Writes benchmarks/results/<date>.json and <date>.md. Parts:
    (end to end, including process start-up and the final retrain).
 5. predict: wall time of `mnist-opt predict x.tflite one.png` in a fresh process, median of 5
    (target 1.5 s: LiteRT alone, no TensorFlow import).
+6. frontier: `mnist-opt run --preset frontier` (seed: the first of --preset-seeds): minutes end to end,
+   and per size budget the most accurate int8 file within it, from the run's report.json, against
+   the targets of #29; and the most accurate pruned or clustered int8 file of at most 8 KB gzipped.
 """
 
 from __future__ import annotations
@@ -111,6 +114,32 @@ def end_to_end(preset: str, work: Path, seeds: tuple[int, ...] = (0,)) -> dict:
         mean = sum(best) / len(best)
         out["quality_target"] = {**target, "best_int8": mean, "per_seed": best, "met": mean >= target["int8_test_accuracy"]}
     return out
+
+
+# The frontier targets (#29): per budget (KB of the int8 file's raw bytes), the test accuracy its file must
+# reach; and a pruned or clustered int8 file of at most 8 KB gzipped at 99.4%.
+FRONTIER_TARGETS = {8: 0.990, 16: 0.995, 32: 0.9955}
+FRONTIER_GZIP = (8 * 1024, 0.994)
+
+
+def frontier(work: Path, seed: int = 0) -> dict:
+    """`run --preset frontier`: minutes end to end, each budget's file from the run's report.json."""
+    run_dir = work / f"frontier-{seed}"
+    command = ["run", "--preset", "frontier", "--seed", str(seed), "--run-dir", str(run_dir)]
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "mnist_opt", *command], capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        return {"error": proc.stdout[-3000:] + proc.stderr[-2000:], "seconds": round(seconds, 1)}
+    report = json.loads((run_dir / "report.json").read_text())
+    chosen = json.loads((run_dir / "frontier.json").read_text())["entries"]
+    winners = {e["budget_kb"]: {k: e.get(k) for k in ("trial_id", "params", "int8_bytes", "search_val_accuracy",
+                                                      "val_accuracy")} for e in chosen}
+    small = [f for f in report["files"] if f["variant"] != "int8" and f["gzip_bytes"] <= FRONTIER_GZIP[0]]
+    return {"command": " ".join(["mnist-opt", *command]), "seed": seed, "seconds": round(seconds, 1),
+            "minutes": round(seconds / 60, 2), "frontier": report["frontier"], "winners": winners,
+            "files": report["files"], "best_small_gzip": max(small, key=lambda f: f["test_accuracy"], default=None),
+            "trials": len(json.loads((run_dir / "trials.json").read_text()))}
 
 
 def tiny(work: Path) -> dict:
@@ -383,6 +412,8 @@ def main(argv=None) -> int:
                 results[part] = end_to_end(part, work, tuple(int(s) for s in args.preset_seeds.split(",")))
             elif part == "tiny":
                 results["tiny"] = tiny(work)
+            elif part == "frontier":
+                results["frontier"] = frontier(work, int(args.preset_seeds.split(",")[0]))
             elif part == "distributed":
                 results["distributed"] = distributed(work)
             elif part == "predict":
@@ -449,6 +480,24 @@ def targets(r: dict) -> list[dict]:
         worst = max(losses)
         add(f"int8 loses <= {100 * MAX_INT8_LOSS:.1f} points against its float model",
             f"worst {100 * worst[0]:+.2f} points ({worst[1]})", worst[0] <= MAX_INT8_LOSS + 1e-9)
+    if "frontier" in r.get("frontier", {}):
+        f = r["frontier"]
+        rows = {row["budget_kb"]: row for row in f["frontier"]}
+        exported = all("file" in row for row in f["frontier"])
+        add("run --preset frontier <= 60 min, every budget exported", f"{f['minutes']} min, "
+            f"{sum('file' in row for row in f['frontier'])} of {len(rows)} budgets", f["minutes"] <= 60 and exported)
+        for kb, target in FRONTIER_TARGETS.items():
+            row = rows.get(kb, {})
+            measured = (f"{100 * row['test_accuracy']:.2f}% ({row['variant']}, {row['bytes']:,} bytes, "
+                        f"{row['params']:,} params)" if "file" in row else row.get("reason", "not run"))
+            add(f"frontier: an int8 file <= {kb} KB at >= {100 * target:.2f}%", measured,
+                "file" in row and row["test_accuracy"] >= target)
+        small = f.get("best_small_gzip")
+        add(f"frontier: a pruned or clustered int8 file <= {FRONTIER_GZIP[0] // 1024} KB gzipped at "
+            f">= {100 * FRONTIER_GZIP[1]:.1f}%",
+            f"{100 * small['test_accuracy']:.2f}% ({small['budget_kb']:g} KB's {small['variant']}, gzip "
+            f"{small['gzip_bytes']:,} bytes)" if small else "no such file",
+            bool(small) and small["test_accuracy"] >= FRONTIER_GZIP[1])
     if "median_seconds" in r.get("predict", {}):
         p = r["predict"]
         add(f"mnist-opt predict x.tflite one.png <= {p['target_seconds']} s (median of {len(p['seconds'])})",
@@ -523,6 +572,20 @@ def summary(r: dict) -> str:
                 elif "micro_runs" in v:
                     micro = "; TFLite Micro cannot run it"
                 lines += [f"  - {name}: {100 * v['test_accuracy']:.2f}%, {v['bytes']:,} bytes, gzip {v['gzip_bytes']:,}{micro}"]
+    if "frontier" in r.get("frontier", {}):
+        f = r["frontier"]
+        lines += [f"- `{f['command']}`: **{f['minutes']} min**, {f['trials']} trials; per budget, the most accurate "
+                  "int8 file within it:"]
+        for row in f["frontier"]:
+            lines += [f"  - {row['budget_kb']:g} KB: " + (
+                f"{row['file']}, {100 * row['test_accuracy']:.2f}%, {row['bytes']:,} bytes, gzip "
+                f"{row['gzip_bytes']:,}, {row['params']:,} params (trial {row['trial_id']}, val "
+                f"{100 * row['val_accuracy']:.2f}%)" if "file" in row else f"none: {row['reason']}")]
+        for file in f["files"]:
+            lines += [f"  - {file['budget_kb']:g} KB model, {file['variant']}: {100 * file['test_accuracy']:.2f}%, "
+                      f"{file['bytes']:,} bytes, gzip {file['gzip_bytes']:,}"]
+    elif "frontier" in r:
+        lines += [f"- `run --preset frontier` failed after {r['frontier']['seconds']} s"]
     if "search" in r:
         s = r["search"]
         lines += [f"- Search, {s['budget_minutes']} min a run: the project's default search (median of seeds "

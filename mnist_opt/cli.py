@@ -27,6 +27,7 @@ app = typer.Typer(help="Tune, prune, quantize and compare MNIST digit classifier
 
 class TunerName(str, Enum):
     hyperband = "hyperband"
+    pareto = "pareto"
     random = "random"
     bayesian = "bayesian"
 
@@ -72,8 +73,9 @@ DATA_HELP = "MNIST .npz file (default: $MNIST_NPZ, then the bundled copy, then K
 
 @app.command()
 def tune(
-    space: str = typer.Option(T.space, help="Search space: a built-in name (default, tiny, wide, quick) or a .toml path."),
-    tuner: TunerName = typer.Option(TunerName(T.tuner), help="Search algorithm."),
+    space: str = typer.Option(T.space, help="Search space: a built-in name (default, tiny, wide, quick, frontier) or a .toml path."),
+    tuner: TunerName = typer.Option(TunerName(T.tuner), help="Search algorithm; pareto: Hyperband that promotes "
+                                    "by validation accuracy and int8 size together (the accuracy-size front)."),
     starts: bool = typer.Option(T.starts, help="Train the space's [[start]] designs first; --no-starts: only "
                                 "what the tuner draws."),
     max_trials: Optional[int] = typer.Option(None, min=1, help="Trials at most (default: 20; Hyperband: its schedule)."),
@@ -87,6 +89,9 @@ def tune(
                                                    "many minutes (resume with a larger value to go on)."),
     final_minutes: Optional[float] = typer.Option(None, min=0.1, help="Retrain within this many minutes: pass over "
                                                   "winners that could not do half the epochs in it, stop in time."),
+    budgets: Optional[str] = typer.Option(None, metavar="KB,KB,...", help="Size budgets in KB of the int8 file, "
+                                          "e.g. 8,16,32,64: retrain each one's best model into RUN/frontier/<K>kb/ "
+                                          "instead of one winner (use with --tuner pareto)."),
     seed: int = typer.Option(T.seed, help="Seed for the split, the search and every trial."),
     data: Optional[Path] = typer.Option(None, help=DATA_HELP),
     run_dir: Optional[Path] = typer.Option(None, help="Where every output goes (default: runs/<timestamp>)."),
@@ -114,7 +119,8 @@ def tune(
     cfg = T(space=space, tuner=tuner.value, starts=starts, max_trials=max_trials, max_epochs=max_epochs,
                      train_subset=train_subset, final_epochs=final_epochs, seed=seed, max_params=max_params, max_kb=max_kb,
                      data=str(data) if data else None, run_dir=str(run_dir or _default_run_dir()),
-                     overwrite=overwrite, search_minutes=search_minutes, final_minutes=final_minutes)
+                     overwrite=overwrite, search_minutes=search_minutes, final_minutes=final_minutes,
+                     budgets=_budgets(budgets))
 
     def go():
         from mnist_opt.runtime import set_threads
@@ -139,7 +145,24 @@ def tune(
     if worker:
         typer.echo(f"worker {worker_id} done: {result['completed']} trials completed here")
         return
+    if cfg.budgets:
+        typer.echo(f"done: {result.counts['completed']} trials completed; one model per budget in "
+                   f"{result.run_dir / 'frontier'} (frontier.json lists them)")
+        return
     typer.echo(f"done: {result.counts['completed']} trials completed; best model in {result.run_dir / 'best.keras'}")
+
+
+def _budgets(text: str | None) -> tuple[float, ...] | None:
+    """--budgets parsed, or exit 2 naming the problem."""
+    if text is None:
+        return None
+    from tuning.config import parse_budgets
+
+    try:
+        return parse_budgets(text)
+    except InputError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -219,6 +242,10 @@ def report(
 
 def _print_report(doc: dict, run_dir: Path) -> None:
     typer.echo(doc["table"])
+    if "frontier" in doc:
+        typer.echo(f"report: {run_dir / 'report.html'} (also report.md, report.json; each budget's own report in "
+                   f"{run_dir / 'frontier'})")
+        return
     typer.echo(f"recommended: {doc['recommended']}\nreport: {run_dir / 'report.html'} (also report.md, report.json)")
 
 
@@ -226,30 +253,36 @@ class PresetName(str, Enum):
     quick = "quick"
     standard = "standard"
     full = "full"
+    frontier = "frontier"
 
 
 @app.command()
 def run(
     preset: PresetName = typer.Option(PresetName.standard, help="quick: a few minutes; standard: the main job; "
-                                      "full: more search, longer training."),
+                                      "full: more search, longer training; frontier: one model per size budget "
+                                      "(8, 16, 32, 64 KB)."),
     run_dir: Optional[Path] = typer.Option(None, help="Where every output goes (default: runs/<timestamp>). "
                                            "Run again with the same directory to resume."),
     seed: Optional[int] = typer.Option(None, help="Seed (default: the preset's, 0)."),
     max_kb: Optional[float] = typer.Option(None, min=1, help="Only models whose int8 .tflite fits in this many KB "
                                            "(estimated before training); the report recommends within it."),
+    budgets: Optional[str] = typer.Option(None, metavar="KB,KB,...", help="Size budgets in KB of the int8 file, "
+                                          "e.g. 8,16,32,64: search the accuracy-size front and export each "
+                                          "budget's best model under RUN/frontier/<K>kb/."),
 ):
     """Tune, export and report in one go; print where the report is.
 
     Example: mnist-opt run --preset quick --run-dir runs/demo
     """
     target = run_dir or Path(_default_run_dir())
+    sizes = _budgets(budgets)
 
     def go():
         from mnist_opt.workflow import run as run_workflow
         from mnist_opt.runio import locked
 
         with locked(target):
-            return run_workflow(preset.value, str(target), seed, _echo, max_kb)
+            return run_workflow(preset.value, str(target), seed, _echo, max_kb, sizes)
 
     _print_report(_call(go), target)
 

@@ -6,6 +6,8 @@
     RUN/best_hparams.json       tune: the winner's hyperparameters; written last, so tune is finished
     RUN/export/manifest.json    export: the variants' files and figures, and the settings that made them
     RUN/report.json             report (and .md, .html, baseline.keras)
+    RUN/frontier.json           tune with --budgets: each budget's model, in RUN/frontier/<K>kb/, a run
+                                directory of its own (no best.keras at the top: tuned = frontier.json)
 
 Settings are compared without `run_dir`: the same run addressed by another path is the same run.
 """
@@ -23,6 +25,7 @@ BEST_MODEL = "best.keras"
 BEST_HPARAMS = "best_hparams.json"
 MANIFEST = "export/manifest.json"
 REPORT = "report.json"
+FRONTIER = "frontier.json"
 
 TUNED = (BEST_MODEL, BEST_HPARAMS, CONFIG)  # a finished tune
 EXPORTED = (*TUNED, MANIFEST)  # a finished export
@@ -62,6 +65,23 @@ def tune_settings(run: Path) -> dict:
 def best(run: Path) -> dict:
     """The winner: its trial id, hyperparameters, parameters, validation accuracy (best_hparams.json)."""
     return _read(run, BEST_HPARAMS, ("trial_id", "hyperparameters", "params", "val_accuracy"))
+
+
+def frontier(run: Path) -> dict:
+    """Each size budget's model (frontier.json): its budget, trial and directory, or why none fits."""
+    return _read(run, FRONTIER, ("budgets_kb", "entries"))
+
+
+def is_frontier(run: Path) -> bool:
+    """Whether the run was tuned with --budgets: one model per budget under RUN/frontier/, none at the top."""
+    return (Path(run) / FRONTIER).is_file()
+
+
+def frontier_dirs(run: Path) -> list[tuple[float, Path]]:
+    """(budget in KB, run directory) of each budget with a model of its own, smallest budget first."""
+    entries = frontier(run)["entries"]
+    return [(e["budget_kb"], Path(run) / e["dir"]) for e in entries
+            if e["dir"] is not None and e["dir"].endswith(f"/{e['budget_kb']:g}kb")]
 
 
 def manifest(run: Path) -> dict:

@@ -126,6 +126,28 @@ def frozen_heap():
         gc.unfreeze()
 
 
+@contextlib.contextmanager
+def hyperband_promotes_by(keys: dict):
+    """Make Keras Tuner's Hyperband promote by `keys` (trial -> number, higher first) inside the block.
+
+    keras-tuner 1.4.8's `HyperbandOracle.populate_space` chooses the trial it promotes to a round's
+    next rung inline, `sorted(candidates, key=lambda t: t.score, ...)[0]` (tuners/hyperband.py), with no
+    hook for another order. Keras Tuner's own multi-objective support (keras-team/keras-tuner#556, #641)
+    sums the objectives into one score, which has no Pareto front to promote from.
+    So each keyed trial's `score` is its key while the oracle chooses, and its own score again after.
+    Only the oracle's own thread reads the scores then (it chooses under its lock, and saves after).
+    """
+    check("keras-tuner", "Hyperband's promotion order")
+    scores = {trial: trial.score for trial in keys}
+    try:
+        for trial, key in keys.items():
+            trial.score = key
+        yield
+    finally:
+        for trial, score in scores.items():
+            trial.score = score
+
+
 def cluster_preserve_scheme():
     """tfmot's PCQAT scheme (cluster- and sparsity-preserving QAT), with one weight quantizer per layer.
 

@@ -21,6 +21,10 @@ class Preset:
     report: ReportConfig
 
 
+# A frontier run's variants: the int8 file, and the pruned and clustered ones whose gzip is small.
+FRONTIER_VARIANTS = ("float32", "int8", "pruned_float32", "pruned_int8", "pruned_qat_int8", "clustered_int8",
+                     "pruned_clustered_qat_int8")
+
 PRESETS = {
     # A sound model in under 3 minutes on 2 cores: the quick space's starting point as the one trial
     # (a draw could be a wider model that fits fewer epochs), retrained with the recipe for 3 epochs,
@@ -48,19 +52,36 @@ PRESETS = {
                    final_minutes=40),
         ExportConfig(run_dir="", prune_epochs=4, qat_epochs=2, train_subset=20000),
         ReportConfig(run_dir="")),
+    # The accuracy-size frontier (#29): a search for the Pareto front of validation accuracy and int8
+    # size over the frontier space, whose starting points are known-good designs near each budget; then
+    # each budget's best model retrained with the recipe and exported (int8, pruned, QAT, clustered).
+    "frontier": Preset(
+        TuneConfig(space="frontier", tuner="pareto", budgets=(8, 16, 32, 64), max_kb=64, train_subset=10000,
+                   final_epochs=40, search_minutes=8, final_minutes=6.5),
+        ExportConfig(run_dir="", variants=FRONTIER_VARIANTS, prune_epochs=2, qat_epochs=1, cluster_epochs=1,
+                     train_subset=20000),
+        ReportConfig(run_dir="", baseline_epochs=3, latency_runs=200, warmup_runs=20)),
 }
 
 
-def configs(preset: str, run_dir: str, seed: int | None = None, max_kb: float | None = None) -> Preset:
+def configs(preset: str, run_dir: str, seed: int | None = None, max_kb: float | None = None,
+            budgets: tuple[float, ...] | None = None) -> Preset:
+    """The preset's settings for this run; `budgets` makes it a frontier run (Pareto search, one model per budget)."""
     p = PRESETS[preset]
     tune = replace(p.tune, run_dir=run_dir, seed=p.tune.seed if seed is None else seed,
                    max_kb=p.tune.max_kb if max_kb is None else max_kb)
-    return Preset(tune, replace(p.export, run_dir=run_dir), replace(p.report, run_dir=run_dir))
+    if budgets:
+        tune = replace(tune, tuner="pareto", budgets=tuple(sorted(set(budgets))), max_kb=max(budgets))
+    export = replace(p.export, run_dir=run_dir)
+    if tune.budgets and preset != "frontier":
+        export = replace(export, variants=tuple(v for v in export.variants if v in FRONTIER_VARIANTS))
+    return Preset(tune, export, replace(p.report, run_dir=run_dir))
 
 
 def tuning_done(cfg: TuneConfig) -> bool:
     run = Path(cfg.run_dir)
-    return not rundir.missing(run, rundir.TUNED) and rundir.same_settings(rundir.tune_settings(run), cfg.to_dict())
+    needed = (rundir.FRONTIER, rundir.CONFIG) if cfg.budgets else rundir.TUNED
+    return not rundir.missing(run, needed) and rundir.same_settings(rundir.tune_settings(run), cfg.to_dict())
 
 
 def export_done(cfg: ExportConfig) -> bool:
@@ -73,25 +94,32 @@ def export_done(cfg: ExportConfig) -> bool:
 
 
 def run(preset: str, run_dir: str, seed: int | None = None, log: Log = lambda line: None,
-        max_kb: float | None = None) -> dict:
-    """The whole toolkit: search, export, report. Returns the report document."""
+        max_kb: float | None = None, budgets: tuple[float, ...] | None = None) -> dict:
+    """The whole toolkit: search, export, report. Returns the report document.
+
+    With budgets (or the frontier preset), the search is for the accuracy-size front, and each budget's
+    model is exported and reported in RUN/frontier/<K>kb/; the run's report is the frontier.
+    """
     from export.export import export
     from reports.report import report
     from tuning.search import tune
 
-    cfg = configs(preset, run_dir, seed, max_kb)
+    cfg = configs(preset, run_dir, seed, max_kb, budgets)
     # 1. Tune (a finished search with the same settings is kept; an unfinished one resumes).
     if tuning_done(cfg.tune):
         log(f"[1/3] tune: already done in {run_dir}")
     else:
         log(f"[1/3] tune ({preset})")
         tune(cfg.tune, log)
-    # 2. Export.
-    if export_done(cfg.export):
-        log(f"[2/3] export: already done in {run_dir}/export")
-    else:
-        log("[2/3] export")
-        export(cfg.export, log)
+    # 2. Export (each budget's model, for a frontier run).
+    targets = [cfg.export] if not cfg.tune.budgets else [
+        replace(cfg.export, run_dir=str(sub)) for _, sub in rundir.frontier_dirs(Path(run_dir))]
+    for export_cfg in targets:
+        if export_done(export_cfg):
+            log(f"[2/3] export: already done in {export_cfg.run_dir}/export")
+        else:
+            log(f"[2/3] export {export_cfg.run_dir}")
+            export(export_cfg, log)
     # 3. Report: always measured afresh.
     log("[3/3] report")
     return report(cfg.report, log)

@@ -116,7 +116,14 @@ def micro_cells(row: dict) -> list[str]:
 
 
 def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
-    """Measure every model of the run on the test set; write report.json, report.md, report.html."""
+    """Measure every model of the run on the test set; write report.json, report.md, report.html.
+
+    A run tuned with --budgets is reported budget by budget, with the frontier across them (`reports.frontier`).
+    """
+    if rundir.is_frontier(Path(cfg.run_dir)):
+        from reports import frontier
+
+        return frontier.report(cfg, log)
     # 1. Inputs: a tuned and exported run; the baseline is trained if missing.
     docs = check_inputs(cfg)
     run_dir = Path(cfg.run_dir)

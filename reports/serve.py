@@ -41,6 +41,17 @@ class Variant:
     info: dict
 
 
+def exported_runs(run_dir: Path) -> list[tuple[str, Path]]:
+    """(name prefix, run directory) of each exported model set: the run's, or each budget's of a frontier run."""
+    if rundir.is_frontier(run_dir):
+        runs = [(f"{kb:g}kb/", sub) for kb, sub in rundir.frontier_dirs(run_dir)]
+    else:
+        runs = [("", run_dir)]
+    for _, run in runs:
+        rundir.require(run, (rundir.MANIFEST,), f"run `mnist-opt export {run}` first", what="no exported models")
+    return runs
+
+
 class RequestError(Exception):
     """A bad request: answered with `status` and a JSON message."""
 
@@ -57,22 +68,25 @@ class App:
         from tuning.data import load_test
 
         self.run_dir = Path(run_dir)
-        rundir.require(self.run_dir, (rundir.MANIFEST,), f"run `mnist-opt export {self.run_dir}` first",
-                       what="no exported models")
-        manifest = rundir.manifest(self.run_dir)
-        report_path = self.run_dir / "report.json"
-        report = runio.read_json(report_path) if report_path.is_file() else {}
-        accuracy = {r["name"]: r["test_accuracy"] for r in report.get("rows", [])}
         sample = load_test(None)[0][0]
         self.variants: dict[str, Variant] = {}
-        for entry in manifest["variants"]:
-            model = Model(self.run_dir / "export" / entry["file"])
-            latency = model.latency_us(sample, runs=latency_runs, warmup=20)
-            self.variants[entry["name"]] = Variant(entry["name"], entry["file"], model, {
-                "name": entry["name"], "file": entry["file"], "bytes": entry["bytes"],
-                "gzip_bytes": entry["gzip_bytes"], "quantization": entry["quantization"],
-                "sparsity": entry["sparsity"], "median_us": round(latency["median_us"], 1),
-                "test_accuracy": accuracy.get(entry["name"])})
+        for prefix, run in exported_runs(self.run_dir):
+            manifest = rundir.manifest(run)
+            report_path = run / "report.json"
+            report = runio.read_json(report_path) if report_path.is_file() else {}
+            accuracy = {r["name"]: r["test_accuracy"] for r in report.get("rows", [])}
+            for entry in manifest["variants"]:
+                model = Model(run / "export" / entry["file"])
+                latency = model.latency_us(sample, runs=latency_runs, warmup=20)
+                name = prefix + entry["name"]
+                file = str((run / "export" / entry["file"]).relative_to(self.run_dir)) if prefix else entry["file"]
+                self.variants[name] = Variant(name, file, model, {
+                    "name": name, "file": file, "bytes": entry["bytes"],
+                    "gzip_bytes": entry["gzip_bytes"], "quantization": entry["quantization"],
+                    "sparsity": entry["sparsity"], "median_us": round(latency["median_us"], 1),
+                    "test_accuracy": accuracy.get(entry["name"])})
+        report_path = self.run_dir / "report.json"
+        report = runio.read_json(report_path) if report_path.is_file() else {}
         if not self.variants:
             raise RunDirError(f"run directory {self.run_dir}: the manifest lists no variants; run "
                               f"`mnist-opt export {self.run_dir}` again")

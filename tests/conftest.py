@@ -123,3 +123,32 @@ def quick_run(tmp_path_factory):
     result = CliRunner().invoke(app, ["run", "--preset", "quick", "--run-dir", str(run_dir), "--seed", str(SEED)])
     assert result.exit_code == 0, result.output
     return run_dir, result.output
+
+
+FRONTIER_BUDGETS = (3, 9, 12)  # KB: no model of the tiny space fits in 3; its starting points fit in 12
+
+
+@pytest.fixture(scope="session")
+def frontier_run(tmp_path_factory):
+    """A small frontier run through the CLI: a Pareto search of the tiny space with three budgets,
+    each chosen model exported (int8 and pruned), then the frontier report. Returns the run
+    directory and what the tune and report commands printed."""
+    from typer.testing import CliRunner
+
+    from mnist_opt import rundir
+    from mnist_opt.cli import app
+
+    run_dir = tmp_path_factory.mktemp("frontier") / "run"
+    runner = CliRunner()
+    budgets = ",".join(map(str, FRONTIER_BUDGETS))
+    tune = runner.invoke(app, ["tune", "--space", "tiny", "--tuner", "pareto", "--max-trials", "6", "--max-epochs", "2",
+                               "--train-subset", "2000", "--final-epochs", "1", "--budgets", budgets,
+                               "--seed", str(SEED), "--run-dir", str(run_dir)])
+    assert tune.exit_code == 0, tune.output
+    for _, sub in rundir.frontier_dirs(run_dir):
+        result = runner.invoke(app, ["export", str(sub), "--variants", "int8,pruned_float32,pruned_int8",
+                                     "--prune-epochs", "1", "--train-subset", "2000"])
+        assert result.exit_code == 0, result.output
+    report = runner.invoke(app, ["report", str(run_dir), "--latency-runs", "20"])
+    assert report.exit_code == 0, report.output
+    return run_dir, tune.output + report.output

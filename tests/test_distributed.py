@@ -178,3 +178,24 @@ def test_workers_are_started_with_the_chiefs_search_settings(tmp_path, monkeypat
     (c, address, worker_id), = seen
     assert c.search_settings() == cfg.search_settings() and c.run_dir == cfg.run_dir
     assert (address, worker_id) == ("127.0.0.1:8470", "worker0")
+
+
+def test_a_pareto_search_runs_with_two_workers_and_the_chief_retrains_each_budget(tmp_path):
+    from tuning import pareto
+
+    run_dir = tmp_path / "run"
+    proc = mnist_opt("tune", "--space", "tiny", "--tuner", "pareto", "--max-trials", "6", "--max-epochs", "3",
+                     "--train-subset", "500", "--final-epochs", "1", "--seed", "1234", "--budgets", "12",
+                     "--run-dir", str(run_dir), "--workers", "2")
+    out = Output(proc)
+    try:
+        assert proc.wait(600) == 0, out.text()
+    finally:
+        proc.kill()
+    trials = json.loads((run_dir / "trials.json").read_text())
+    assert len(trials) >= 6 and all(t["status"] == "completed" for t in trials)
+    assert {t["worker"] for t in trials} <= {"worker0", "worker1"}
+    assert [t["pareto_rank"] for t in trials] == [t["pareto_rank"] for t in pareto.annotate(trials)]
+    (entry,) = json.loads((run_dir / "frontier.json").read_text())["entries"]
+    assert entry["trial_id"] in {t["id"] for t in trials} and entry["int8_bytes"] <= 12 * 1024
+    assert (run_dir / entry["dir"] / "best.keras").is_file()

@@ -3,7 +3,7 @@
 import keras_tuner
 import pytest
 
-from tuning import oracles
+from tuning import oracles, pareto
 
 STARTS = ({"x": 0.25}, {"x": 0.75})
 
@@ -97,3 +97,57 @@ def test_a_search_killed_mid_trial_resumes_without_repeating_or_skipping_a_start
 def test_is_start(tmp_path):
     assert [oracles.is_start(i, STARTS) for i in ("00", "01", "02", "10")] == [True, True, False, False]
     assert not oracles.is_start("0", ())
+
+
+def _size(hp) -> float:
+    """A trade-off: the larger x (the better the score), the larger the model."""
+    return 1000 + 10000 * hp["x"]
+
+
+def _rounds(ran: list[dict]) -> dict:
+    """(bracket, round) -> the trials run in it."""
+    rounds = {}
+    for t in ran:
+        rounds.setdefault((t["tuner/bracket"], t["tuner/round"]), []).append(t)
+    return rounds
+
+
+def test_pareto_hyperband_promotes_by_rank_and_spread_not_score_alone(tmp_path):
+    ours = _drive(_oracle(tmp_path, oracles.ParetoHyperbandOracle, starts=(), size=_size))
+    theirs = _drive(_oracle(tmp_path, keras_tuner.oracles.HyperbandOracle, name="kt"))
+    rounds = _rounds(ours)
+    promotions = 0
+    for (bracket, r), trials in rounds.items():
+        if r == 0:
+            continue
+        pool = rounds[(bracket, r - 1)]
+        chosen = {t["tuner/trial_id"] for t in trials}
+        points = {t["id"]: (t["x"], _size(t)) for t in pool}  # one round: same epochs, score ~ x
+        # No trial left behind dominates one promoted: each was on the front of those left when chosen.
+        for kept in chosen:
+            assert not any(pareto.dominates(points[o], points[kept]) for o in points if o not in chosen)
+        # Both ends of the front go on: the smallest model, which Hyperband on score alone drops first.
+        if len(trials) >= 2:
+            assert {min(points, key=lambda i: points[i][1]), max(points, key=lambda i: points[i][0])} <= chosen
+        promotions += len(trials)
+    assert promotions > 0
+    assert _values([t for t in ours if t["tuner/round"] == 0]) == _values(
+        [t for t in theirs if t["tuner/round"] == 0])  # the same draws: only the promotions differ
+    assert [t["tuner/trial_id"] for t in ours if "tuner/trial_id" in t] != [
+        t["tuner/trial_id"] for t in theirs if "tuner/trial_id" in t]
+
+
+@pytest.mark.parametrize("killed_at", [3, 12])  # in the first round, and among the promotions
+def test_a_killed_pareto_search_resumes_to_the_same_trials_and_front(tmp_path, killed_at):
+    make = lambda name: _oracle(tmp_path, oracles.ParetoHyperbandOracle, name=name, size=_size)  # noqa: E731
+    whole = _drive(make("whole"))
+    first = make("split")
+    done = [_run(first, first.create_trial("tuner0")) for _ in range(killed_at)]
+    first.create_trial("tuner0")  # the process dies during this trial
+    again = make("split")
+    again.reload()
+    rest = _drive(again)
+    assert _values(done + rest) == _values(whole)
+    front = lambda ran: sorted(t["id"] for t, r in zip(ran, pareto.ranks(  # noqa: E731
+        [(t["x"] + t.get("tuner/epochs", 0) / 100, _size(t)) for t in ran])) if r == 0)
+    assert front(done + rest) == front(whole)

@@ -62,3 +62,24 @@ def test_annotate_ranks_completed_trials_only():
         {"id": "3", "status": "completed", "val_accuracy": 0.97, "est_int8_bytes": 5000},
     ]
     assert [r["pareto_rank"] for r in pareto.annotate(records)] == [0, 1, None, 0]
+
+
+def test_crowding_ends_are_infinite_and_inner_points_sum_their_neighbours_gaps():
+    points = [(0.90, 2 ** 12), (0.95, 2 ** 13), (0.97, 2 ** 15), (0.99, 2 ** 16)]
+    d = pareto.crowding(points)
+    assert d[0] == d[3] == math.inf
+    # point 1: accuracy neighbours 0.90 and 0.97 over a 0.09 span; log2 bytes 12 and 15 over a 4 span.
+    assert d[1] == pytest.approx(0.07 / 0.09 + 3 / 4)
+    assert d[2] == pytest.approx(0.04 / 0.09 + 3 / 4)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_order_puts_every_rank_before_the_next_and_spreads_a_rank_by_crowding(seed):
+    points = _points(seed)
+    rank, placed = pareto.ranks(points), pareto.order(points)
+    assert sorted(placed) == list(range(len(points)))
+    assert [rank[i] for i in placed] == sorted(rank)  # the front first, then rank 1, ...
+    for k in set(rank):
+        members = [i for i in range(len(points)) if rank[i] == k]  # crowding within the rank
+        crowd = dict(zip(members, pareto.crowding([points[i] for i in members])))
+        assert [crowd[i] for i in placed if rank[i] == k] == sorted(crowd.values(), reverse=True)

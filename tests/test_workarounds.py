@@ -106,3 +106,37 @@ def test_the_cqat_fallback_warning_is_hidden_in_the_block_only(caplog):
         logging.warning("something else")
     logging.warning("Input layer does not contain zero weights, so apply CQAT instead.")
     assert [r.getMessage()[:14] for r in caplog.records] == ["something else", "Input layer do"]
+
+
+def _hyperband_round(tmp_path, scores: list[float]):
+    """A Keras Tuner Hyperband oracle whose first round has finished with `scores`."""
+    import keras_tuner
+
+    hp = keras_tuner.HyperParameters()
+    hp.Float("x", 0.0, 1.0)
+    oracle = keras_tuner.oracles.HyperbandOracle(objective=keras_tuner.Objective("score", "max"), max_epochs=9,
+                                                  factor=3, hyperparameters=hp, seed=3)
+    oracle._set_project_dir(str(tmp_path), "hb")
+    trials = []
+    for score in scores:
+        trial = oracle.create_trial("tuner0")
+        oracle.update_trial(trial.trial_id, {"score": score})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+        trials.append(oracle.trials[trial.trial_id])
+    return oracle, trials
+
+
+def test_hyperband_promotes_the_highest_score_and_the_block_reorders_it(tmp_path):
+    """Keras Tuner picks whom to promote by `trial.score` (what the workaround relies on); inside the
+    block the keys decide instead, and every score is back after it."""
+    scores = [0.5, 0.9, 0.7] + [0.1] * 6  # bracket 2's first round: 9 trials, 3 go on
+    oracle, trials = _hyperband_round(tmp_path, scores)
+    promoted = oracle.create_trial("tuner0").hyperparameters.values["tuner/trial_id"]
+    assert promoted == trials[1].trial_id  # upstream: the highest score goes first
+
+    oracle, trials = _hyperband_round(tmp_path / "again", scores)
+    with workarounds.hyperband_promotes_by({t: (10.0 if t is trials[2] else 0.0) for t in trials}):
+        promoted = oracle.create_trial("tuner0").hyperparameters.values["tuner/trial_id"]
+    assert promoted == trials[2].trial_id
+    assert [t.score for t in trials] == scores

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from mnist_opt.errors import InputError
+
 # Fields the `tune` command line does not set (the presets and the library may): every other field
 # is its `--field-name` option, which is how `distributed.worker_command` passes it on.
 CLI_HIDDEN = ("trial_batch_size", "batch_size")
@@ -13,7 +15,7 @@ CLI_HIDDEN = ("trial_batch_size", "batch_size")
 class TuneConfig:
     space: str = "default"  # built-in name or path; `default` covers the classic CNN design choices
     starts: bool = True  # train the space's [[start]] designs first: a sound model within seconds
-    tuner: str = "hyperband"  # spends little on bad trials: most get 1-2 epochs, the best get max_epochs
+    tuner: str = "hyperband"  # spends little on bad trials: most get 1-2 epochs, the best get max_epochs; "pareto" promotes by accuracy and size
     max_trials: int | None = None  # None: 20 for random/bayesian, Hyperband's own schedule for hyperband
     max_epochs: int = 9  # per trial; Hyperband at 9 tries 17 models (after the starts), most for 1-3 epochs
     train_subset: int | None = 12000  # images per trial epoch, from all 54k: ranks models at ~1/4 of the cost
@@ -28,18 +30,38 @@ class TuneConfig:
     overwrite: bool = False  # start afresh instead of resuming the run directory
     search_minutes: float | None = None  # no trial starts once the trials took this long; None: no limit
     final_minutes: float | None = None  # retrain budget: winners predicted slower are passed over; training stops in time
+    # Size budgets in KB of the int8 file: one model retrained per budget (RUN/frontier/<K>kb/), instead of one winner.
+    budgets: tuple[float, ...] | None = None
+
+    def hyperband(self) -> bool:
+        """Whether the tuner runs Hyperband's brackets (which ignore max_trials unless it is given)."""
+        return self.tuner in ("hyperband", "pareto")
 
     def trials_limit(self) -> int | None:
         if self.max_trials is not None:
             return self.max_trials
-        return None if self.tuner == "hyperband" else 20
+        return None if self.hyperband() else 20
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["budgets"] = None if self.budgets is None else list(self.budgets)  # as JSON gives it back
+        return d
 
     def search_settings(self) -> dict:
         """The settings that decide a search's results; resuming with others is refused."""
         d = self.to_dict()
-        for key in ("run_dir", "overwrite", "final_epochs", "final_minutes", "search_minutes"):
+        for key in ("run_dir", "overwrite", "final_epochs", "final_minutes", "search_minutes", "budgets"):
             d.pop(key)
         return d
+
+
+def parse_budgets(text: str) -> tuple[float, ...]:
+    """'8,16,32,64' -> (8.0, 16.0, 32.0, 64.0): size budgets in KB of the int8 file, each at least 1."""
+    try:
+        budgets = tuple(sorted({float(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        budgets = ()
+    if not budgets or budgets[0] < 1 or any(b != b or b == float("inf") for b in budgets):
+        raise InputError(f"--budgets: expected sizes in KB of at least 1, separated by commas, e.g. 8,16,32,64; "
+                         f"got {text!r}")
+    return budgets

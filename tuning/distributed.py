@@ -173,7 +173,7 @@ def collect(tuner, run_dir: Path, failed: dict[str, str]) -> list[dict]:
 
 
 # TuneConfig fields a worker is not given: it never clears a run, and the chief alone retrains.
-NOT_FOR_WORKERS = ("overwrite", "search_minutes", "final_minutes")
+NOT_FOR_WORKERS = ("overwrite", "search_minutes", "final_minutes", "budgets")
 
 
 def worker_command(c: TuneConfig, address: str, name: str, threads: int) -> list[str]:

@@ -110,7 +110,7 @@ class TrialRecorder:
                 runtime.stop_on_interrupt(keras),
                 workarounds.TensorBoard(str(self.run_dir / "tensorboard")),
             ]
-            if self.cfg.tuner != "hyperband":  # Hyperband stops bad trials itself
+            if not self.cfg.hyperband():  # Hyperband stops bad trials itself
                 callbacks.append(keras.callbacks.EarlyStopping("val_accuracy", patience=TRIAL_PATIENCE))
             with workarounds.released_custom_gradients():  # else each trial's graphs stay in memory
                 histories = super().run_trial(trial, train_ds, validation_data=val_ds, epochs=self.cfg.max_epochs,
@@ -190,6 +190,7 @@ class TrialRecorder:
 
 TUNERS = {  # how each tuner runs a trial, and the oracle that chooses them
     "hyperband": (keras_tuner.Hyperband, oracles.HyperbandOracle),
+    "pareto": (keras_tuner.Hyperband, oracles.ParetoHyperbandOracle),  # Hyperband promoting by Pareto rank
     "random": (keras_tuner.Tuner, oracles.RandomSearchOracle),
     "bayesian": (keras_tuner.Tuner, oracles.BayesianOptimizationOracle),
 }
@@ -207,7 +208,9 @@ def make_tuner(cfg: TuneConfig, space, run_dir: Path):
         max_consecutive_failed_trials=10**9,  # our own rule above ignores skipped trials
         starts=starts,
     )
-    if cfg.tuner == "hyperband":
+    if cfg.tuner == "pareto":  # each trial's size, known before it trains, is its second objective
+        kwargs["size"] = lambda hp: estimate_int8_bytes(sample(space, hp.copy()))
+    if cfg.hyperband():
         # With --max-trials, brackets repeat until that many trials ran; without, one Hyperband iteration.
         oracle = oracle_class(max_epochs=cfg.max_epochs, factor=HYPERBAND_FACTOR, **kwargs,
                               hyperband_iterations=None if cfg.max_trials else 1)
@@ -277,7 +280,7 @@ def search(cfg: TuneConfig, space, split: data.Split, run_dir: Path, log: Log = 
     Trial epochs are `epoch_images` images of the train split; selection uses validation only.
     """
     n = epoch_images(cfg, len(split.y_train))
-    state.check(run_dir, cfg.tuner == "hyperband")  # before Keras Tuner reloads it
+    state.check(run_dir, cfg.hyperband())  # before Keras Tuner reloads it
     tuner = make_tuner(cfg, space, run_dir)
     tuner.setup(cfg, split, run_dir, log, trials_path)
     log(f"search: {cfg.tuner} over space '{space.name}', trial epochs of {n:,} of the {len(split.y_train):,} "
@@ -339,12 +342,26 @@ def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, records: li
             measured[record["id"]] = retrain_minutes(record, cfg, split)
         return measured[record["id"]]
 
-    best = winner(completed, cfg, estimate, log)  # top, unless it cannot be retrained in time
-    # The schedule is planned for the epochs that fit in --final-minutes: a cosine cut short ends hot.
-    epochs = cfg.final_epochs if cfg.final_minutes is None else train.epochs_in(
-        cfg.final_minutes, estimate(best) / cfg.final_epochs, cfg.final_epochs)
+    if cfg.budgets:  # one model per size budget instead of one winner
+        from tuning import frontier
 
-    # Retrain the winner on the whole train split, with the recipe; validation picks the epoch kept.
+        return frontier.finish(cfg, space, split, run_dir, completed, counts, estimate, log)
+    best = winner(completed, cfg, estimate, log)  # top, unless it cannot be retrained in time
+    doc = retrain(cfg, space, split, run_dir, best, estimate(best) if cfg.final_minutes is not None else None, log)
+    return TuneResult(run_dir, doc, counts)
+
+
+def retrain(cfg: TuneConfig, space, split: data.Split, out_dir: Path, best: dict, minutes: float | None,
+            log: Log) -> dict:
+    """Retrain trial `best` on the whole train split with the recipe; save out_dir/best.keras and best_hparams.json.
+
+    `minutes`: the retrain's measured length at --final-epochs (with --final-minutes), which plans its schedule.
+    """
+    # The schedule is planned for the epochs that fit in --final-minutes: a cosine cut short ends hot.
+    epochs = cfg.final_epochs if minutes is None else train.epochs_in(
+        cfg.final_minutes, minutes / cfg.final_epochs, cfg.final_epochs)
+
+    # Validation picks the epoch kept.
     log(f"retraining trial {best['id']} on {len(split.y_train):,} images for {epochs} epochs"
         + (f" (what fits in {cfg.final_minutes:g} min)" if cfg.final_minutes is not None else ""))
     model, history = train.train(best["hyperparameters"], split, epochs, cfg.batch_size, cfg.seed, log,
@@ -361,11 +378,11 @@ def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, records: li
     }
 
     # Save: the model, then the document that says it is finished.
-    with runio.atomic_path(run_dir / rundir.BEST_MODEL) as tmp:
+    with runio.atomic_path(out_dir / rundir.BEST_MODEL) as tmp:
         model.save(tmp)
-    runio.write_json(run_dir / rundir.BEST_HPARAMS, doc)
-    log(f"best model: {run_dir / 'best.keras'}  val_accuracy {doc['val_accuracy']:.4f}  params {doc['params']:,}")
-    return TuneResult(run_dir, doc, counts)
+    runio.write_json(out_dir / rundir.BEST_HPARAMS, doc)
+    log(f"best model: {out_dir / rundir.BEST_MODEL}  val_accuracy {doc['val_accuracy']:.4f}  params {doc['params']:,}")
+    return doc
 
 
 def merit(record: dict) -> tuple:

@@ -1,0 +1,149 @@
+"""The report of a run tuned with --budgets: each budget's run measured, and the frontier across them.
+
+    RUN/frontier/<K>kb/report.*   each budget's own report (every variant, as for any run)
+    RUN/report.json               "frontier": per budget, the most accurate int8 file within it (or why
+                                  none fits); "files": every exported int8 file; each budget's report
+    RUN/report.md, report.html    the frontier table; the html adds the frontier plot
+"""
+
+from __future__ import annotations
+
+import html
+import shutil
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from mnist_opt import rundir, runio
+from reports.config import ReportConfig
+
+Log = Callable[[str], None]
+KB = 1024
+BASELINE_FILES = ("baseline.keras", "baseline.json")
+
+
+def int8_files(budget_kb: float, sub_report: dict) -> list[dict]:
+    """A budget's full-integer files as the frontier lists them, measured by its report."""
+    out = []
+    for r in sub_report["rows"]:
+        if r["quantization"] != "int8":
+            continue
+        micro = r.get("micro") or {}
+        out.append({"budget_kb": budget_kb, "variant": r["name"], "file": r["file"], "bytes": r["bytes"],
+                    "gzip_bytes": r["gzip_bytes"], "params": r["params"], "test_accuracy": r["test_accuracy"],
+                    "median_us": r["median_us"], "arena_bytes": micro.get("arena_bytes"),
+                    "micro_test_accuracy": micro.get("test_accuracy"), "sparsity": r["sparsity"]})
+    return out
+
+
+def best_within(files: list[dict], budget_kb: float) -> dict | None:
+    """The most accurate file of at most `budget_kb` KB (the smaller of equals), or None."""
+    fits = [f for f in files if f["bytes"] <= budget_kb * KB]
+    return max(fits, key=lambda f: (f["test_accuracy"], -f["bytes"]), default=None)
+
+
+def frontier_rows(entries: list[dict], files_by_dir: dict[str, list[dict]]) -> list[dict]:
+    """report.json's "frontier": one row per budget, from frontier.json's entries and the files measured."""
+    rows = []
+    for e in entries:
+        kb = e["budget_kb"]
+        row = {"budget_kb": kb, "budget_bytes": int(kb * KB), "dir": e["dir"], "trial_id": e["trial_id"],
+               "val_accuracy": e.get("val_accuracy"), "reason": e["reason"]}
+        best = best_within(files_by_dir.get(e["dir"], []), kb) if e["dir"] else None
+        if e["dir"] and best is None:
+            row["reason"] = (f"the int8 files of trial {e['trial_id']} are all over {kb:g} KB "
+                             f"({min(f['bytes'] for f in files_by_dir[e['dir']]):,} bytes at least)")
+        if best is not None:
+            row.update(variant=best["variant"], file=f"{e['dir']}/{best['file']}", bytes=best["bytes"],
+                       gzip_bytes=best["gzip_bytes"], params=best["params"], test_accuracy=best["test_accuracy"],
+                       median_us=best["median_us"], arena_bytes=best["arena_bytes"])
+        rows.append(row)
+    return rows
+
+
+def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
+    """Report every budget's run, then the frontier across them; write RUN/report.json, .md, .html."""
+    from reports import plots
+    from reports.report import report as report_one
+    from tuning.search import package_versions
+
+    # 1. Inputs: frontier.json, and each budget's model exported.
+    run = Path(cfg.run_dir)
+    frontier = rundir.frontier(run)
+    dirs = rundir.frontier_dirs(run)
+    for _, sub in dirs:
+        rundir.require(sub, rundir.EXPORTED, f"run `mnist-opt export {sub}` (or `mnist-opt run` again) first")
+    runio.check_writable(run)
+
+    # 2. The baseline, trained once for the run, is every budget's first row.
+    tune_cfg = rundir.tune_settings(run)
+    if not (run / "baseline.keras").is_file():
+        from tuning.train import train_baseline
+
+        log(f"baseline.keras missing: training the reference CNN ({cfg.baseline_epochs} epochs)")
+        train_baseline(run, cfg.baseline_epochs, tune_cfg["seed"], tune_cfg["data"], log, cfg.baseline_images)
+    for _, sub in dirs:
+        for file in BASELINE_FILES:
+            if not (sub / file).is_file():
+                shutil.copyfile(run / file, sub / file)
+
+    # 3. Each budget's report: every variant measured on the test set.
+    files, reports = {}, {}
+    for kb, sub in dirs:
+        log(f"frontier {kb:g} KB: measuring {sub}")
+        doc = report_one(replace(cfg, run_dir=str(sub), max_kb=kb), log)
+        key = str(sub.relative_to(run))
+        files[key] = int8_files(kb, doc)
+        reports[key] = {"recommended": doc["recommended"], "report": f"{key}/report.html"}
+
+    # 4. The frontier and the files, written.
+    rows = frontier_rows(frontier["entries"], files)
+    trials = runio.read_json(run / rundir.TRIALS) if (run / rundir.TRIALS).is_file() else []
+    doc = {"run_dir": str(run), "budgets_kb": frontier["budgets_kb"], "frontier": rows,
+           "files": [f for fs in files.values() for f in fs], "reports": reports,
+           "settings": {"report": cfg.to_dict(), "tune": tune_cfg}, "packages": package_versions()}
+    table = markdown_table(rows)
+    runio.write_json(run / rundir.REPORT, doc)
+    runio.write_text(run / "report.md", f"# mnist-opt frontier: {run}\n\n{table}\n\n{NOTE}\n")
+    runio.write_text(run / "report.html", to_html(doc, plots.frontier(trials, doc["files"], rows)))
+    doc["table"] = table
+    return doc
+
+
+NOTE = ("Each budget's file is the most accurate full-integer file of its model within the budget (raw bytes, "
+        "1 KB = 1,024 bytes), measured on the 10,000 MNIST test images; each budget's own report, with every "
+        "variant, is in its directory.")
+
+
+HEAD = ("budget", "file", "bytes", "gzip bytes", "params", "test acc %", "median µs", "arena bytes")
+
+
+def cells(row: dict) -> list[str]:
+    """A frontier row as the table shows it."""
+    if "file" not in row:
+        return [f"{row['budget_kb']:g} KB", f"none fits: {row['reason']}", *["-"] * 6]
+    return [f"{row['budget_kb']:g} KB", row["file"], f"{row['bytes']:,}", f"{row['gzip_bytes']:,}",
+            f"{row['params']:,}", f"{100 * row['test_accuracy']:.2f}", f"{row['median_us']:,.0f}",
+            f"{row['arena_bytes']:,}" if row["arena_bytes"] else "-"]
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
+    return "\n".join(lines + ["| " + " | ".join(cells(r)) + " |" for r in rows])
+
+
+def to_html(doc: dict, plot: bytes) -> str:
+    import base64
+
+    body = ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells(r)) + "</tr>" for r in doc["frontier"]]
+    links = "".join(f'<li><a href="{html.escape(r["report"])}">{html.escape(k)}</a>: recommended '
+                    f'{html.escape(str(r["recommended"]))}</li>' for k, r in doc["reports"].items())
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>mnist-opt frontier</title><style>"
+            "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+            "td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:1em 0}</style></head><body>\n"
+            f"<h1>mnist-opt frontier</h1>\n<p>{html.escape(doc['run_dir'])}: {html.escape(NOTE)}</p>\n"
+            "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in HEAD) + "</tr>\n" + "\n".join(body)
+            + "</table>\n"
+            f'<img alt="the accuracy-size frontier" src="data:image/png;base64,{base64.b64encode(plot).decode()}">\n'
+            f"<p>Each budget's report:</p><ul>{links}</ul>\n</body></html>\n")

@@ -1,0 +1,134 @@
+"""The frontier: one model per size budget, chosen on validation, exported and measured within its budget."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import FRONTIER_BUDGETS
+from mnist_opt import rundir
+from mnist_opt.cli import app
+from mnist_opt.workflow import FRONTIER_VARIANTS, configs
+from tuning import frontier
+
+
+def _record(i, acc, est, params=1000):
+    return {"id": str(i), "val_accuracy": acc, "est_int8_bytes": est, "params": params}
+
+
+def test_plan_takes_the_best_trial_whose_exact_size_fits_and_says_why_none_does():
+    records = [_record(0, 0.99, 40_000), _record(1, 0.98, 15_000), _record(2, 0.97, 7_000), _record(3, 0.96, 6_000)]
+    exact = {"0": 41_000, "1": 16_500, "2": 7_500, "3": 6_100}  # trial 1's estimate fits 16 KB, its file does not
+    asked = []
+
+    def size(r):
+        asked.append(r["id"])
+        return exact[r["id"]]
+
+    entries = frontier.plan(records, (64, 16, 4, 32), size)
+    assert [e["budget_kb"] for e in entries] == [4, 16, 32, 64]
+    assert entries[0]["trial_id"] is None and "trial 3, is 6,100 bytes" in entries[0]["reason"]
+    assert entries[1]["trial_id"] == "2" and entries[1]["int8_bytes"] == 7_500 and entries[1]["dir"] == "frontier/16kb"
+    assert entries[2]["trial_id"] == "1" and entries[2]["dir"] == "frontier/32kb"
+    assert entries[3]["trial_id"] == "0" and entries[3]["dir"] == "frontier/64kb"
+    assert "0" not in asked[:3]  # a trial estimated far over a budget is not converted for it
+
+
+def test_a_larger_budget_with_a_smaller_ones_model_reuses_its_directory():
+    records = [_record(0, 0.99, 5_000), _record(1, 0.95, 20_000)]
+    entries = frontier.plan(records, (8, 32), lambda r: r["est_int8_bytes"])
+    assert [e["trial_id"] for e in entries] == ["0", "0"]
+    assert [e["dir"] for e in entries] == ["frontier/8kb", "frontier/8kb"]
+
+
+def test_the_size_is_the_trained_models_file(small_legacy_model):
+    """Sizes are measured by converting the model with random weights: a trained model's file is as large."""
+    from export.tflite import convert
+    from tuning import inputs
+
+    model, values, x, *_ = small_legacy_model
+    representative = inputs.to_inputs(x[:20]).numpy()
+    assert frontier.int8_bytes(values, representative) == len(convert(model, "int8", representative))
+
+
+def test_budgets_make_a_pareto_run_within_the_largest_budget():
+    p = configs("standard", "runs/x", budgets=(32, 8, 16))
+    assert (p.tune.tuner, p.tune.budgets, p.tune.max_kb) == ("pareto", (8, 16, 32), 32)
+    assert set(p.export.variants) <= set(FRONTIER_VARIANTS)
+    assert configs("frontier", "runs/x").tune.budgets == (8, 16, 32, 64)
+
+
+@pytest.mark.parametrize("value", ["", "x", "0.5", "8,,-1", "nan", "inf"])
+def test_bad_budgets_exit_2_and_write_nothing(tmp_path, value):
+    for command in (["tune"], ["run"]):
+        result = CliRunner().invoke(app, [*command, "--budgets", value, "--run-dir", str(tmp_path / "run")])
+        assert result.exit_code == 2, result.output
+        assert "--budgets: expected sizes in KB" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_every_budget_has_a_file_within_it_or_a_reason(frontier_run):
+    run_dir, output = frontier_run
+    doc = json.loads((run_dir / "report.json").read_text())
+    assert [r["budget_kb"] for r in doc["frontier"]] == list(FRONTIER_BUDGETS)
+    for row in doc["frontier"]:
+        if "file" in row:
+            assert (run_dir / row["file"]).stat().st_size == row["bytes"] <= row["budget_kb"] * 1024
+            assert row["test_accuracy"] > 0.5
+        else:
+            assert row["reason"]
+    unmet = doc["frontier"][0]
+    assert "file" not in unmet and "no finished trial's int8 file fits in 3 KB" in unmet["reason"]
+    assert "none fits" in output  # the table the command prints names it
+    assert any("file" in r for r in doc["frontier"])
+    assert (run_dir / "report.html").read_text().count("<img") == 1
+
+
+def test_frontier_accuracy_is_an_independent_litert_loops(frontier_run):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tuning.data import load_test
+
+    run_dir, _ = frontier_run
+    x, y = load_test()
+    for row in json.loads((run_dir / "report.json").read_text())["frontier"]:
+        if "file" not in row:
+            continue
+        interpreter = Interpreter(model_path=str(run_dir / row["file"]))
+        interpreter.allocate_tensors()
+        inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+        scale, zero = inp["quantization"]
+        right = 0
+        for image, label in zip(x, y):
+            q = np.clip(np.round(image.astype(np.float32) / 255.0 / scale + zero), -128, 127).astype(np.int8)
+            interpreter.set_tensor(inp["index"], q.reshape(1, 28, 28, 1))
+            interpreter.invoke()
+            right += int(interpreter.get_tensor(out["index"])[0].argmax() == label)
+        assert right / len(y) == row["test_accuracy"]
+
+
+def test_frontier_json_is_chosen_on_validation_and_a_rerun_retrains_nothing(frontier_run, tmp_path):
+    run_dir, output = frontier_run
+    doc = rundir.frontier(run_dir)
+    trials = {t["id"]: t for t in json.loads((run_dir / "trials.json").read_text())}
+    for e in doc["entries"]:
+        if e["trial_id"] is None:
+            continue
+        best = rundir.best(run_dir / e["dir"])
+        assert best["trial_id"] == e["trial_id"] and e["int8_bytes"] <= e["budget_kb"] * 1024
+        fitting = [t for t in trials.values() if t["status"] == "completed" and t["est_int8_bytes"] <= e["int8_bytes"]]
+        assert trials[e["trial_id"]]["val_accuracy"] >= max(t["val_accuracy"] for t in fitting) - 1e-12
+    assert not (run_dir / rundir.BEST_MODEL).exists()  # a frontier run has no single winner
+    assert "retraining trial" in output
+
+
+def test_serve_lists_every_budgets_files(frontier_run):
+    from reports.serve import App
+
+    run_dir, _ = frontier_run
+    app_ = App(run_dir, latency_runs=5)
+    names = set(app_.variants)
+    for kb, sub in rundir.frontier_dirs(run_dir):
+        assert {f"{kb:g}kb/int8", f"{kb:g}kb/pruned_int8"} <= names
+    assert app_.default in names and app_.variants[app_.default].info["quantization"] == "int8"

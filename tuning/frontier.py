@@ -1,0 +1,151 @@
+"""The accuracy-size frontier of a search: for each size budget, its best model that fits, retrained.
+
+    RUN/frontier.json       per budget (KB of the int8 file): the trial chosen, or why none fits
+    RUN/frontier/<K>kb/     a run directory of its own (config.json, best.keras, best_hparams.json),
+                            so that `export` and `report` work on it as on any tuned run
+
+A budget's model is the trial with the best validation accuracy (then fewer parameters) whose int8
+file fits: its exact size, from converting the model untrained (a file's size does not depend on its
+weights' values), not the estimate the search ranks by. A larger budget whose best model is a smaller
+budget's reuses that one. Selection reads validation accuracy only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+from mnist_opt import rundir, runio
+from mnist_opt.errors import RunDirError
+from tuning import data, inputs
+from tuning.config import TuneConfig
+
+Log = Callable[[str], None]
+KB = 1024  # bytes: budgets are in KB of the int8 file's raw bytes, what flash holds
+# Trials estimated up to this much over a budget are converted to learn their exact size: the
+# estimate is within 6% of the file on every layer kind (tests/test_layer_kinds.py).
+ESTIMATE_SLACK = 1.08
+CALIBRATION_IMAGES = 20  # what the size conversion calibrates on: the size does not depend on it
+
+
+def name(budget_kb: float) -> str:
+    """The budget's directory under RUN/frontier/: 8 -> '8kb', 12.5 -> '12.5kb'."""
+    return f"{budget_kb:g}kb"
+
+
+def int8_bytes(values: dict, representative) -> int:
+    """The size of the full-integer .tflite file of `build_cnn(values)`, converted with random weights.
+
+    Not with its initial weights: the converter stores equal constant tensors once, so the zero biases
+    of an untrained model made its file 740-880 bytes smaller than the trained one's.
+    """
+    import numpy as np
+    import tf_keras
+
+    from export.tflite import convert
+    from tuning.architecture import build_cnn
+
+    model = build_cnn(values, tf_keras)
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(w.dtype) for w in model.get_weights()])
+    return len(convert(model, "int8", representative))
+
+
+def merit(record: dict) -> tuple:
+    """How trials rank for a budget: validation accuracy, then fewer parameters."""
+    return record["val_accuracy"], -record["params"]
+
+
+def choose(completed: list[dict], budget_bytes: int, size: Callable[[dict], int]) -> dict | None:
+    """The best completed trial whose int8 file is at most `budget_bytes` (`size(record)`), or None.
+
+    `size` is asked only for trials whose estimate is within ESTIMATE_SLACK of the budget, best first,
+    until one fits.
+    """
+    for record in sorted(completed, key=merit, reverse=True):
+        if record["est_int8_bytes"] <= budget_bytes * ESTIMATE_SLACK and size(record) <= budget_bytes:
+            return record
+    return None
+
+
+def plan(completed: list[dict], budgets: tuple[float, ...], size: Callable[[dict], int]) -> list[dict]:
+    """frontier.json's entries, smallest budget first: each budget's trial, or why none fits."""
+    entries, taken = [], {}
+    for kb in sorted(set(budgets)):
+        best = choose(completed, math.floor(kb * KB), size)
+        entry = {"budget_kb": kb, "dir": None, "trial_id": None, "reason": None}
+        if best is None:
+            smallest = min(completed, key=lambda r: r["est_int8_bytes"])
+            entry["reason"] = (f"no finished trial's int8 file fits in {kb:g} KB ({math.floor(kb * KB):,} bytes): "
+                               f"the smallest, trial {smallest['id']}, is {size(smallest):,} bytes; search smaller models "
+                               "(--space tiny, or fewer filters in your space) or raise the budget")
+        else:
+            entry.update(trial_id=best["id"], dir=taken.get(best["id"], f"frontier/{name(kb)}"),
+                         int8_bytes=size(best), est_int8_bytes=best["est_int8_bytes"], params=best["params"],
+                         search_val_accuracy=best["val_accuracy"])
+            taken.setdefault(best["id"], entry["dir"])
+        entries.append(entry)
+    return entries
+
+
+def sub_config(run_dir: Path, cfg: TuneConfig, budget_kb: float) -> dict:
+    """config.json of a budget's run directory: the search's, as a run tuned within `budget_kb`."""
+    doc = runio.read_json(run_dir / rundir.CONFIG)
+    return {**doc, "tune": {**cfg.to_dict(), "run_dir": str(run_dir / "frontier" / name(budget_kb)),
+                            "max_kb": budget_kb, "budgets": None},
+            "frontier": {"budget_kb": budget_kb, "search_run_dir": str(run_dir)}}
+
+
+def retrained(out_dir: Path, trial_id: str, cfg: TuneConfig) -> bool:
+    """Whether `out_dir` already holds trial `trial_id` retrained with these settings (a resumed run)."""
+    if rundir.missing(out_dir, rundir.TUNED):
+        return False
+    try:
+        same = rundir.same_settings({**rundir.tune_settings(out_dir), "max_kb": None},
+                                    {**cfg.to_dict(), "max_kb": None, "budgets": None})
+        return same and rundir.best(out_dir)["trial_id"] == trial_id
+    except RunDirError:  # a damaged document: retrain
+        return False
+
+
+def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, completed: list[dict], counts: dict,
+           minutes: Callable[[dict], float], log: Log):
+    """Choose each budget's trial, retrain each chosen trial once, write frontier.json."""
+    from tuning.search import TuneResult, retrain
+
+    representative = inputs.to_inputs(split.x_train[:CALIBRATION_IMAGES]).numpy()
+    sizes: dict[str, int] = {}
+
+    def size(record: dict) -> int:
+        if record["id"] not in sizes:
+            sizes[record["id"]] = int8_bytes(record["hyperparameters"], representative)
+        return sizes[record["id"]]
+
+    entries = plan(completed, cfg.budgets, size)
+    by_id = {r["id"]: r for r in completed}
+    for entry in entries:
+        kb = entry["budget_kb"]
+        if entry["trial_id"] is None:
+            log(f"frontier {name(kb)}: {entry['reason']}")
+            continue
+        out = run_dir / entry["dir"]
+        if entry["dir"] != f"frontier/{name(kb)}":
+            log(f"frontier {name(kb)}: trial {entry['trial_id']}, as for {Path(entry['dir']).name}")
+            continue
+        record = by_id[entry["trial_id"]]
+        log(f"frontier {name(kb)}: trial {record['id']} (val_accuracy {record['val_accuracy']:.4f}, "
+            f"{record['params']:,} parameters, int8 file {entry['int8_bytes']:,} bytes)")
+        if retrained(out, record["id"], cfg):
+            log(f"frontier {name(kb)}: already retrained in {out}")
+        else:
+            runio.write_json(out / rundir.CONFIG, sub_config(run_dir, cfg, kb))
+            retrain(cfg, space, split, out, record, minutes(record) if cfg.final_minutes is not None else None, log)
+        entry["val_accuracy"] = rundir.best(out)["val_accuracy"]
+    for entry in entries:  # a budget that reuses a smaller one's model has its figures too
+        if entry["trial_id"] is not None and "val_accuracy" not in entry:
+            entry["val_accuracy"] = rundir.best(run_dir / entry["dir"])["val_accuracy"]
+    doc = {"budgets_kb": sorted(set(cfg.budgets)), "entries": entries}
+    runio.write_json(run_dir / rundir.FRONTIER, doc)
+    return TuneResult(run_dir, doc, counts)
+
