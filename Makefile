@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 RUN_DIR ?= runs/main
 
-.PHONY: install run test benchmark clean
+.PHONY: install run test benchmark-deps clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ $(CXX_BIN):
 
 test: $(STAMP) $(CHROMIUM) $(CXX_BIN)
 	$(BIN)/python -m pytest
+
+# The benchmarks' own extra (Optuna, for benchmarks/hypervolume.py); `make test` does not need it.
+BENCH_STAMP := $(VENV)/.benchmark-stamp
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[test,benchmark]'
+	touch $(BENCH_STAMP)
+
+benchmark-deps: $(BENCH_STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

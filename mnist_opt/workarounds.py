@@ -135,7 +135,9 @@ def hyperband_promotes_by(keys: dict):
     hook for another order. Keras Tuner's own multi-objective support (keras-team/keras-tuner#556, #641)
     sums the objectives into one score, which has no Pareto front to promote from.
     So each keyed trial's `score` is its key while the oracle chooses, and its own score again after.
-    Only the oracle's own thread reads the scores then (it chooses under its lock, and saves after).
+    Nothing else reads a score meanwhile: a one-process search runs the oracle in its own thread, and the
+    distributed chief serves it from one gRPC thread (`tuning/distributed.py`, max_workers=1); Keras
+    Tuner's `create_trial` saves the oracle after `populate_space` returns.
     """
     check("keras-tuner", "Hyperband's promotion order")
     scores = {trial: trial.score for trial in keys}

@@ -21,7 +21,8 @@ class Preset:
     report: ReportConfig
 
 
-# A frontier run's variants: the int8 file, and the pruned and clustered ones whose gzip is small.
+# A frontier run's variants: the int8 file, the pruned and clustered ones whose gzip is small, and the
+# float files they come from (the report's reference rows).
 FRONTIER_VARIANTS = ("float32", "int8", "pruned_float32", "pruned_int8", "pruned_qat_int8", "clustered_int8",
                      "pruned_clustered_qat_int8")
 
@@ -70,8 +71,9 @@ def configs(preset: str, run_dir: str, seed: int | None = None, max_kb: float | 
     p = PRESETS[preset]
     tune = replace(p.tune, run_dir=run_dir, seed=p.tune.seed if seed is None else seed,
                    max_kb=p.tune.max_kb if max_kb is None else max_kb)
-    if budgets:
-        tune = replace(tune, tuner="pareto", budgets=tuple(sorted(set(budgets))), max_kb=max(budgets))
+    if budgets:  # the search skips models over the largest budget (or --max-kb, if the user gave one)
+        tune = replace(tune, tuner="pareto", budgets=tuple(sorted(set(budgets))),
+                       max_kb=max(budgets) if max_kb is None else max_kb)
     export = replace(p.export, run_dir=run_dir)
     if tune.budgets and preset != "frontier":
         export = replace(export, variants=tuple(v for v in export.variants if v in FRONTIER_VARIANTS))
@@ -80,8 +82,11 @@ def configs(preset: str, run_dir: str, seed: int | None = None, max_kb: float | 
 
 def tuning_done(cfg: TuneConfig) -> bool:
     run = Path(cfg.run_dir)
-    needed = (rundir.FRONTIER, rundir.CONFIG) if cfg.budgets else rundir.TUNED
-    return not rundir.missing(run, needed) and rundir.same_settings(rundir.tune_settings(run), cfg.to_dict())
+    if cfg.budgets:  # frontier.json is written last, after every budget's retrain, for these budgets
+        return (not rundir.missing(run, (rundir.FRONTIER, rundir.CONFIG))
+                and rundir.same_settings(rundir.tune_settings(run), cfg.to_dict())
+                and rundir.frontier(run)["budgets_kb"] == sorted(cfg.budgets))
+    return not rundir.missing(run, rundir.TUNED) and rundir.same_settings(rundir.tune_settings(run), cfg.to_dict())
 
 
 def export_done(cfg: ExportConfig) -> bool:

@@ -45,6 +45,9 @@ def exported_runs(run_dir: Path) -> list[tuple[str, Path]]:
     """(name prefix, run directory) of each exported model set: the run's, or each budget's of a frontier run."""
     if rundir.is_frontier(run_dir):
         runs = [(f"{kb:g}kb/", sub) for kb, sub in rundir.frontier_dirs(run_dir)]
+        if not runs:
+            raise RunDirError(f"run directory {run_dir}: no size budget of this frontier run has a model "
+                              "(frontier.json says why); run again with larger --budgets")
     else:
         runs = [("", run_dir)]
     for _, run in runs:
@@ -70,7 +73,10 @@ class App:
         self.run_dir = Path(run_dir)
         sample = load_test(None)[0][0]
         self.variants: dict[str, Variant] = {}
+        self.budget_reports: dict[str, Path] = {}  # URL path -> a frontier budget's report.html
         for prefix, run in exported_runs(self.run_dir):
+            if prefix and (run / "report.html").is_file():
+                self.budget_reports[f"/{run.relative_to(self.run_dir).as_posix()}/report.html"] = run / "report.html"
             manifest = rundir.manifest(run)
             report_path = run / "report.json"
             report = runio.read_json(report_path) if report_path.is_file() else {}
@@ -164,6 +170,8 @@ class Handler(BaseHTTPRequestHandler):
                     raise RequestError(HTTPStatus.NOT_FOUND, f"no report yet; run `mnist-opt report "
                                                              f"{self.app.run_dir}` and reload")
                 self._send(HTTPStatus.OK, report.read_bytes(), "text/html; charset=utf-8")
+            elif path in self.app.budget_reports:  # a frontier report's links to each budget's report
+                self._send(HTTPStatus.OK, self.app.budget_reports[path].read_bytes(), "text/html; charset=utf-8")
             elif path == "/api/variants":
                 self._json(HTTPStatus.OK, self.app.variants_doc())
             else:

@@ -20,6 +20,7 @@ SEED = 1234
 FIXTURE_GROUPS = {
     "quick_run": ("test_report.py", "test_serve.py"),
     "smoke_export": ("test_export.py", "test_micro.py", "test_csource.py", "test_evaluate.py", "test_predict.py"),
+    "frontier_run": ("test_frontier.py",),
 }
 
 
@@ -149,6 +150,9 @@ def frontier_run(tmp_path_factory):
         result = runner.invoke(app, ["export", str(sub), "--variants", "int8,pruned_float32,pruned_int8",
                                      "--prune-epochs", "1", "--train-subset", "2000"])
         assert result.exit_code == 0, result.output
+    from tuning.train import train_baseline
+
+    train_baseline(run_dir, 1, SEED, images=2000)  # the report's first row, small (it would train 10 epochs)
     report = runner.invoke(app, ["report", str(run_dir), "--latency-runs", "20"])
     assert report.exit_code == 0, report.output
     return run_dir, tune.output + report.output

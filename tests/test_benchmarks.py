@@ -98,3 +98,64 @@ def test_only_int8_files_within_the_size_limit_count_for_the_standard_target():
     assert bench.best_int8(variants, target) == 0.0  # the float32 file is better still, but not int8
     variants["pruned_int8"] = dict(variants["int8"], bytes=target["max_bytes"], test_accuracy=0.9951)
     assert bench.best_int8(variants, target) == 0.9951
+
+
+_hv_spec = importlib.util.spec_from_file_location("bench_hv", Path(__file__).parents[1] / "benchmarks" / "hypervolume.py")
+hv = importlib.util.module_from_spec(_hv_spec)
+_hv_spec.loader.exec_module(hv)
+
+
+def test_hypervolume_marks_count_only_the_trials_done_by_each_mark():
+    curve = [[100, 0.95, 8192], [400, 0.99, 32768], [700, 0.97, 4096]]
+    assert list(hv.hypervolumes(curve, 12)) == ["5", "6", "10", "12"]  # half the budget and the budget too
+    assert list(hv.hypervolumes(curve, 3)) == ["1.5", "3"]
+    with pytest.raises(ValueError):
+        hv.hypervolumes(curve, 0)
+    marks = hv.hypervolumes(curve, 15)
+    assert list(marks) == ["5", "7.5", "10", "15"]
+    from tuning import pareto
+
+    assert marks["5"] == pareto.hypervolume([(0.95, 8192)], hv.REFERENCE)
+    assert marks["10"] == pareto.hypervolume([(0.95, 8192), (0.99, 32768)], hv.REFERENCE)
+    assert marks["5"] < marks["10"] < marks["15"]
+
+
+class _Trial:
+    """Optuna's suggest_* calls answered from a random generator, recorded."""
+
+    def __init__(self, seed):
+        import random
+
+        self.rng, self.asked, self.ranges = random.Random(seed), {}, {}
+
+    def suggest_categorical(self, name, choices):
+        self.asked[name] = value = self.rng.choice(choices)
+        return value
+
+    def suggest_float(self, name, low, high, step=None, log=False):
+        self.asked[name] = value = self.rng.uniform(low, high)
+        self.ranges[name] = (low, high, log)
+        return value
+
+    def suggest_int(self, name, low, high, step=1, log=False):
+        self.asked[name] = value = self.rng.randrange(low, high + 1, step)
+        return value
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_optunas_draws_are_points_of_the_frontier_space(seed):
+    from tuning import space as space_module
+    from tuning.size import estimate_int8_bytes
+
+    space = space_module.load(hv.SPACE)
+    trial = _Trial(seed)
+    values = hv.suggest(trial, space)
+    for key, p in space.params.items():
+        if key != "filters" and isinstance(p, space_module.Choice):
+            assert values[key] in p.values and key in trial.asked
+    assert {k for k in values if k.startswith("filters_")} == {f"filters_{b}" for b in range(values["conv_blocks"])}
+    assert all(values[f"filters_{b}"] in space.params["filters"].values for b in range(values["conv_blocks"]))
+    rate = space.params["learning_rate"]
+    assert trial.ranges["learning_rate"] == (rate.min, rate.max, True)  # the space's bounds, drawn on a log scale
+    assert rate.min <= values["learning_rate"] <= rate.max
+    assert estimate_int8_bytes(values) > 0  # a model the project can build

@@ -85,7 +85,7 @@ def test_every_budget_has_a_file_within_it_or_a_reason(frontier_run):
     assert (run_dir / "report.html").read_text().count("<img") == 1
 
 
-def test_frontier_accuracy_is_an_independent_litert_loops(frontier_run):
+def test_frontier_accuracy_equals_an_independent_litert_loop(frontier_run):
     from ai_edge_litert.interpreter import Interpreter
 
     from tuning.data import load_test
@@ -108,19 +108,41 @@ def test_frontier_accuracy_is_an_independent_litert_loops(frontier_run):
         assert right / len(y) == row["test_accuracy"]
 
 
-def test_frontier_json_is_chosen_on_validation_and_a_rerun_retrains_nothing(frontier_run, tmp_path):
+def test_each_budgets_trial_is_the_best_on_validation_that_fits(frontier_run):
+    from tuning import data, inputs
+
     run_dir, output = frontier_run
     doc = rundir.frontier(run_dir)
-    trials = {t["id"]: t for t in json.loads((run_dir / "trials.json").read_text())}
+    trials = [t for t in json.loads((run_dir / "trials.json").read_text()) if t["status"] == "completed"]
+    representative = inputs.to_inputs(data.load_split(0).x_train[:20]).numpy()
     for e in doc["entries"]:
         if e["trial_id"] is None:
             continue
         best = rundir.best(run_dir / e["dir"])
         assert best["trial_id"] == e["trial_id"] and e["int8_bytes"] <= e["budget_kb"] * 1024
-        fitting = [t for t in trials.values() if t["status"] == "completed" and t["est_int8_bytes"] <= e["int8_bytes"]]
-        assert trials[e["trial_id"]]["val_accuracy"] >= max(t["val_accuracy"] for t in fitting) - 1e-12
+        chosen = next(t for t in trials if t["id"] == e["trial_id"])
+        for t in trials:  # every trial better on validation is over the budget
+            if frontier.merit(t) > frontier.merit(chosen) and t["est_int8_bytes"] <= e["budget_kb"] * 1024 * frontier.ESTIMATE_SLACK:
+                assert frontier.int8_bytes(t["hyperparameters"], representative) > e["budget_kb"] * 1024
     assert not (run_dir / rundir.BEST_MODEL).exists()  # a frontier run has no single winner
     assert "retraining trial" in output
+
+
+def test_a_rerun_retrains_nothing_and_keeps_the_exports(frontier_run):
+    run_dir, _ = frontier_run
+    dirs = rundir.frontier_dirs(run_dir)
+    stamps = {sub: ((sub / "best.keras").stat().st_mtime_ns, (sub / "export" / "int8.tflite").stat().st_mtime_ns)
+              for _, sub in dirs}
+    tune_args = json.loads((run_dir / "config.json").read_text())["tune"]
+    result = CliRunner().invoke(app, [
+        "tune", "--space", "tiny", "--tuner", "pareto", "--max-trials", "6", "--max-epochs", "2", "--train-subset",
+        "2000", "--final-epochs", "1", "--budgets", ",".join(map(str, FRONTIER_BUDGETS)), "--seed",
+        str(tune_args["seed"]), "--run-dir", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert "retraining trial" not in result.output and result.output.count("already retrained") == len(dirs)
+    for _, sub in dirs:
+        assert ((sub / "best.keras").stat().st_mtime_ns, (sub / "export" / "int8.tflite").stat().st_mtime_ns) \
+            == stamps[sub]
 
 
 def test_serve_lists_every_budgets_files(frontier_run):

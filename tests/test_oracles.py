@@ -100,8 +100,9 @@ def test_is_start(tmp_path):
 
 
 def _size(hp) -> float:
-    """A trade-off: the larger x (the better the score), the larger the model."""
-    return 1000 + 10000 * hp["x"]
+    """Models of x near 0.5 are small: above it, a trade-off (larger x scores more and is larger); below it,
+    each trial is dominated by the one mirrored above 0.5 (as small, and scoring more)."""
+    return 1000 + 10000 * abs(hp["x"] - 0.5)
 
 
 def _rounds(ran: list[dict]) -> dict:
@@ -126,6 +127,9 @@ def test_pareto_hyperband_promotes_by_rank_and_spread_not_score_alone(tmp_path):
         # No trial left behind dominates one promoted: each was on the front of those left when chosen.
         for kept in chosen:
             assert not any(pareto.dominates(points[o], points[kept]) for o in points if o not in chosen)
+        ranks = dict(zip(points, pareto.ranks(list(points.values()))))
+        if len(trials) < len(pool):  # and the promoted come from the lowest ranks
+            assert max(ranks[i] for i in chosen) <= min(ranks[i] for i in points if i not in chosen)
         # Both ends of the front go on: the smallest model, which Hyperband on score alone drops first.
         if len(trials) >= 2:
             assert {min(points, key=lambda i: points[i][1]), max(points, key=lambda i: points[i][0])} <= chosen

@@ -15,7 +15,7 @@ CLI_HIDDEN = ("trial_batch_size", "batch_size")
 class TuneConfig:
     space: str = "default"  # built-in name or path; `default` covers the classic CNN design choices
     starts: bool = True  # train the space's [[start]] designs first: a sound model within seconds
-    tuner: str = "hyperband"  # spends little on bad trials: most get 1-2 epochs, the best get max_epochs; "pareto" promotes by accuracy and size
+    tuner: str = "hyperband"  # spends little on bad trials: most get 1-2 epochs, the best get max_epochs
     max_trials: int | None = None  # None: 20 for random/bayesian, Hyperband's own schedule for hyperband
     max_epochs: int = 9  # per trial; Hyperband at 9 tries 17 models (after the starts), most for 1-3 epochs
     train_subset: int | None = 12000  # images per trial epoch, from all 54k: ranks models at ~1/4 of the cost

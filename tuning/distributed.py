@@ -78,6 +78,7 @@ def chief(cfg: TuneConfig, address: str, log: Log = lambda line: None, workers: 
     tuner.save()
 
     servicer = OracleServicer(oracle)
+    # One thread: the Pareto oracle's promotion swaps scores while it chooses (workarounds.hyperband_promotes_by).
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
     protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
     try:

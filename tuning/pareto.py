@@ -37,10 +37,12 @@ def crowding(points: list[Point]) -> list[float]:
     """
     n = len(points)
     distance = [0.0] * n
+    if not n:
+        return distance
     for values in ([p[0] for p in points], [math.log2(p[1]) for p in points]):
         order = sorted(range(n), key=values.__getitem__)
-        span = values[order[-1]] - values[order[0]] if n else 0.0
-        distance[order[0]] = distance[order[-1]] = math.inf if n else 0.0
+        span = values[order[-1]] - values[order[0]]
+        distance[order[0]] = distance[order[-1]] = math.inf
         for before, i, after in zip(order, order[1:], order[2:]):
             if span > 0:
                 distance[i] += (values[after] - values[before]) / span

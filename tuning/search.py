@@ -32,7 +32,7 @@ from mnist_opt import rundir, runio, runtime, workarounds
 from mnist_opt.errors import RunDirError, SearchFailed
 from tuning import data, inputs, oracles, pareto, space as space_module, state, train
 from tuning.config import TuneConfig
-from tuning.architecture import architecture, compile_model
+from tuning.architecture import architecture, build_cnn, compile_model
 from tuning.hypermodel import CNNHyperModel, sample
 from tuning.size import count_params, estimate_int8_bytes
 
@@ -42,7 +42,8 @@ TRIAL_PATIENCE = 2  # epochs without progress before a random/bayesian trial sto
 MIN_RETRAIN_SHARE = 0.5  # of --final-epochs that a winner must fit in --final-minutes
 PACKAGES = ("tensorflow", "keras", "tf-keras", "keras-tuner", "tensorflow-model-optimization",
             "tensorboard", "ai-edge-litert", "tflite-micro", "numpy", "typer")
-OUTPUTS = ("tuner", "tensorboard", rundir.TRIALS, rundir.BEST_HPARAMS, rundir.BEST_MODEL, rundir.CONFIG)
+OUTPUTS = ("tuner", "tensorboard", rundir.TRIALS, rundir.BEST_HPARAMS, rundir.BEST_MODEL, rundir.CONFIG,
+           rundir.FRONTIER, "frontier")
 
 Log = Callable[[str], None]
 
@@ -346,6 +347,7 @@ def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, records: li
         from tuning import frontier
 
         return frontier.finish(cfg, space, split, run_dir, completed, counts, estimate, log)
+    (run_dir / rundir.FRONTIER).unlink(missing_ok=True)  # one winner now: no longer a frontier run
     best = winner(completed, cfg, estimate, log)  # top, unless it cannot be retrained in time
     doc = retrain(cfg, space, split, run_dir, best, estimate(best) if cfg.final_minutes is not None else None, log)
     return TuneResult(run_dir, doc, counts)
@@ -437,6 +439,23 @@ def trial_data(arrays: tuple, cfg: TuneConfig, values: dict, seed: int) -> tuple
     x, y = arrays
     ds = inputs.stream(x, y, cfg.trial_batch_size, inputs.Augment.from_values(values), seed)
     return ds, train.whole_calls(math.ceil(epoch_images(cfg, len(y)) / cfg.trial_batch_size))
+
+
+def fit_trial(values: dict, split: data.Split, cfg: TuneConfig, seed: int, epochs: int) -> float:
+    """Train one trial outside Keras Tuner, as the tuner trains it: the hypermodel's model and Adam, the trial
+    stream of `epoch_images` an epoch, validation after each epoch. Returns the best val_accuracy.
+
+    What another search library's trials run (benchmarks/hypervolume.py), so that only the search differs.
+    """
+    keras.utils.set_random_seed(seed)
+    model = build_cnn(values, dtype=runtime.training_dtype(), fused_bn=True)
+    compile_model(model, values, steps_per_execution=train.STEPS_PER_EXECUTION)
+    train_ds, steps = trial_data((tf.constant(split.x_train), tf.constant(split.y_train)), cfg, values, seed)
+    val_ds = inputs.dataset(split.x_val, split.y_val, 1000)
+    with workarounds.released_custom_gradients():
+        history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, steps_per_epoch=steps,
+                            callbacks=[train.StopOnNaN()], shuffle=False, verbose=0)
+    return float(max(history.history["val_accuracy"]))
 
 
 def epoch_images(cfg: TuneConfig, n_train: int) -> int:
