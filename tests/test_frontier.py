@@ -11,6 +11,7 @@ from mnist_opt import rundir
 from mnist_opt.cli import app
 from mnist_opt.workflow import FRONTIER_VARIANTS, configs
 from tuning import frontier
+from tuning.search import merit
 
 
 def _record(i, acc, est, params=1000):
@@ -122,7 +123,7 @@ def test_each_budgets_trial_is_the_best_on_validation_that_fits(frontier_run):
         assert best["trial_id"] == e["trial_id"] and e["int8_bytes"] <= e["budget_kb"] * 1024
         chosen = next(t for t in trials if t["id"] == e["trial_id"])
         for t in trials:  # every trial better on validation is over the budget
-            if frontier.merit(t) > frontier.merit(chosen) and t["est_int8_bytes"] <= e["budget_kb"] * 1024 * frontier.ESTIMATE_SLACK:
+            if merit(t) > merit(chosen) and t["est_int8_bytes"] <= e["budget_kb"] * 1024 * frontier.ESTIMATE_SLACK:
                 assert frontier.int8_bytes(t["hyperparameters"], representative) > e["budget_kb"] * 1024
     assert not (run_dir / rundir.BEST_MODEL).exists()  # a frontier run has no single winner
     assert "retraining trial" in output

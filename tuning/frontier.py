@@ -55,17 +55,14 @@ def int8_bytes(values: dict, representative) -> int:
     return len(convert(model, "int8", representative))
 
 
-def merit(record: dict) -> tuple:
-    """How trials rank for a budget: validation accuracy, then fewer parameters."""
-    return record["val_accuracy"], -record["params"]
-
-
 def choose(completed: list[dict], budget_bytes: int, size: Callable[[dict], int]) -> dict | None:
     """The best completed trial whose int8 file is at most `budget_bytes` (`size(record)`), or None.
 
     `size` is asked only for trials whose estimate is within ESTIMATE_SLACK of the budget, best first,
     until one fits.
     """
+    from tuning.search import merit  # as the one winner of a plain search: val accuracy, then fewer params
+
     for record in sorted(completed, key=merit, reverse=True):
         if record["est_int8_bytes"] <= budget_bytes * ESTIMATE_SLACK and size(record) <= budget_bytes:
             return record
