@@ -138,17 +138,15 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def to_html(doc: dict, plot: bytes) -> str:
-    import base64
+    from reports.report import STYLE, _img
 
     body = ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells(r)) + "</tr>" for r in doc["frontier"]]
     links = "".join(f'<li><a href="{html.escape(r["report"])}">{html.escape(k)}</a>: recommended '
                     f'{html.escape(str(r["recommended"]))}</li>' for k, r in doc["reports"].items())
-    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>mnist-opt frontier</title><style>"
-            "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-            "td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:1em 0}</style></head><body>\n"
-            f"<h1>mnist-opt frontier</h1>\n<p>{html.escape(doc['run_dir'])}: {html.escape(NOTE)}</p>\n"
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>mnist-opt frontier</title>"
+            f"<style>{STYLE}</style></head><body>\n<h1>mnist-opt frontier</h1>\n"
+            f"<p>{html.escape(doc['run_dir'])}: {html.escape(NOTE)}</p>\n"
             "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in HEAD) + "</tr>\n" + "\n".join(body)
             + "</table>\n"
-            f'<img alt="the accuracy-size frontier" src="data:image/png;base64,{base64.b64encode(plot).decode()}">\n'
+            + _img(plot, "the accuracy-size frontier") + "\n"
             f"<p>Each budget's report:</p><ul>{links}</ul>\n</body></html>\n")

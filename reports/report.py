@@ -232,6 +232,13 @@ def estimate_line(doc: dict) -> str:
             f"the real int8.tflite: {e['int8_bytes']:,} bytes ({100 * e['error']:+.1f}%).\n\n")
 
 
+# The html reports' look (this one and reports/frontier.py's).
+STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+         "td:first-child,th:first-child{text-align:left}tr.rec{background:#fff6d5;font-weight:bold}"
+         "img{max-width:100%;margin:1em 0}")
+
+
 def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
@@ -255,12 +262,8 @@ def to_html(doc: dict, trials: list[dict]) -> str:
         _img(plots.search_history(trials), "validation accuracy over the search"),
         _img(plots.confusion(rec["confusion"], f"confusion matrix: {rec['name']}"), "confusion matrix"),
     ]
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-             "td:first-child,th:first-child{text-align:left}tr.rec{background:#fff6d5;font-weight:bold}"
-             "img{max-width:100%;margin:1em 0}")
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>mnist-opt report</title>"
-            f"<style>{style}</style></head><body>\n<h1>mnist-opt report</h1>\n"
+            f"<style>{STYLE}</style></head><body>\n<h1>mnist-opt report</h1>\n"
             f"<p>{html.escape(doc['run_dir'])}: measured on the {doc['test_images']:,} MNIST test images, "
             f"from the files on disk. ★ recommended: <b>{html.escape(str(doc['recommended']))}</b> "
             f"({html.escape(doc['recommendation_rule'])}).</p>\n"
