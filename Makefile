@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 RUN_DIR ?= runs/main
 
-.PHONY: install run test benchmark-deps clean
+.PHONY: install run test test-fast benchmark-deps clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ $(CXX_BIN):
 
 test: $(STAMP) $(CHROMIUM) $(CXX_BIN)
 	$(BIN)/python -m pytest
+
+# The edit loop: every test but those marked slow (they train or export models; see tests/conftest.py).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 # The benchmarks' own extra (Optuna, for benchmarks/hypervolume.py); `make test` does not need it.
 BENCH_STAMP := $(VENV)/.benchmark-stamp

@@ -1,7 +1,7 @@
 """The frontier search against Optuna's multi-objective default (NSGA-II): hypervolume over time (#29).
 
 Both sides search the `frontier` space for the front of (validation accuracy, estimated int8 bytes),
-with the same trial training (`tuning.search.fit_trial`: the project's input pipeline, model and
+with the same trial training (`mnist_opt.tuning.trial.fit_trial`: the project's input pipeline, model and
 Adam at the trial's rate, 10,000 training images an epoch), in the same time budget, once per seed,
 alternating. The project runs `--tuner pareto` (Hyperband promoting by Pareto rank, 1-9 epochs a
 trial); Optuna runs `NSGAIISampler` with its defaults, each trial for OPTUNA_EPOCHS epochs (NSGA-II
@@ -41,7 +41,7 @@ def hypervolumes(curve: list[list[float]], minutes: float) -> dict[str, float]:
 
     `curve`: (seconds, val_accuracy, est_int8_bytes) at each trial's end, in order.
     """
-    from tuning import pareto
+    from mnist_opt.tuning import pareto
 
     return {f"{m:g}": pareto.hypervolume([(a, b) for s, a, b in curve if s <= 60 * m], REFERENCE)
             for m in marks(minutes)}
@@ -49,10 +49,11 @@ def hypervolumes(curve: list[list[float]], minutes: float) -> dict[str, float]:
 
 def project_curve(seed: int, minutes: float, work: Path) -> list[list[float]]:
     """The project's Pareto search for `minutes`: (seconds, val_accuracy, est bytes) at each trial's end."""
-    from mnist_opt import runio
-    from tuning import data, space as space_module
-    from tuning.config import TuneConfig
-    from tuning.search import prepare_run_dir, search
+    from mnist_opt import data, runio
+    from mnist_opt.tuning import space as space_module
+    from mnist_opt.tuning.config import TuneConfig
+    from mnist_opt.tuning.search import search
+    from mnist_opt.tuning.tune import prepare_run_dir
 
     cfg = TuneConfig(space=SPACE, tuner="pareto", train_subset=TRAIN_SUBSET, max_trials=10**6, seed=seed,
                      max_kb=REFERENCE[1] / 1024, run_dir=str(work / f"hv-project-{seed}"))
@@ -76,7 +77,7 @@ def project_curve(seed: int, minutes: float, work: Path) -> list[list[float]]:
 
 def suggest(trial, space) -> dict:
     """The space's values drawn by an Optuna trial: each key as the space declares it, filters per block."""
-    from tuning.space import Choice, Fixed
+    from mnist_opt.tuning.space import Choice, Fixed
 
     values = {}
     for key, p in space.params.items():
@@ -101,10 +102,11 @@ def optuna_curve(seed: int, minutes: float) -> list[list[float]]:
     """Optuna's NSGA-II over the same space for `minutes`, trained as the project's trials."""
     import optuna
 
-    from tuning import data, space as space_module
-    from tuning.config import TuneConfig
-    from tuning.search import fit_trial
-    from tuning.size import estimate_int8_bytes
+    from mnist_opt import data
+    from mnist_opt.tuning import space as space_module
+    from mnist_opt.tuning.config import TuneConfig
+    from mnist_opt.tuning.size import estimate_int8_bytes
+    from mnist_opt.tuning.trial import fit_trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cfg = TuneConfig(space=SPACE, train_subset=TRAIN_SUBSET, seed=seed)

@@ -23,9 +23,11 @@ def main() -> dict:
     from mnist_opt.runtime import quiet_tensorflow
 
     quiet_tensorflow()
-    from tuning import data, space
-    from tuning.config import TuneConfig
-    from tuning.search import prepare_run_dir, search
+    from mnist_opt import data
+    from mnist_opt.tuning import space
+    from mnist_opt.tuning.config import TuneConfig
+    from mnist_opt.tuning.search import search
+    from mnist_opt.tuning.tune import prepare_run_dir
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = TuneConfig(space="tiny", tuner="random", max_trials=TRIALS, max_epochs=1, train_subset=1000,

@@ -1,42 +1,16 @@
 """mnist-opt benchmarks: speed and quality targets, measured on this machine.
 
-    python benchmarks/run.py [--parts throughput,quick,standard,tiny,search,distributed,predict,frontier] [--search-minutes 12]
-                             [--project-seeds 0,1,2,3,4] [--random-seeds 1,2,3,4,5] [--preset-seeds 0,1,2]
-                             [--record NAME]
+    python benchmarks/run.py [--parts PART,...] [--search-minutes 12] [--project-seeds 0,1,2,3,4]
+                             [--random-seeds 1,2,3,4,5] [--preset-seeds 0] [--record NAME]
 
-Writes benchmarks/results/<date>.json and <date>.md. Parts:
-
-1. throughput: images/s for one epoch of a fixed mid-size CNN with augmentation, through the
-   project's training path (tf.data, batched augmentation) vs the usual way (numpy arrays into
-   model.fit, augmentation layers inside the model), side by side in this process.
-2. quick / standard / full: wall time of `mnist-opt run --preset ...` in a subprocess, once per
-   --preset-seeds seed, and the test accuracy and size of every exported variant, read from its
-   report.json, with the quality target (an int8 file at >= 99.0% for quick, >= 99.5% in <= 64 KB
-   for standard, >= 99.6% for full; with several seeds, the mean of each run's best) met or not.
-   tiny: the same for `tune --space tiny --max-params 5000 ...`, export and report (>= 99.0%).
-   Each int8 variant's record adds its TFLite Micro figures (#30): flash and arena bytes, test
-   accuracy in TFLite Micro, and its agreement with LiteRT (default, XNNPACK) and LiteRT's kernels.
-3. search: best validation accuracy vs wall time, the project's default tuner settings vs
-   Keras Tuner's RandomSearch with default settings, same space, same time budget. Each side
-   runs once per seed and is scored by its median: one run is one random draw (RandomSearch's
-   first model alone took 65 s in one run and 373 s in another), and Keras Tuner takes seed 0
-   for "no seed". The budget, 12 minutes, outlasts both default searches (the project's ends
-   after 4-6, RandomSearch's 10 trials after 6-10), so a level a side misses is one its default
-   search does not reach, not one the budget cut off. About 75 minutes for 5 runs a side.
-4. distributed: trials per minute of one random search in one process vs `tune --workers 2`
-   (end to end, including process start-up and the final retrain).
-5. predict: wall time of `mnist-opt predict x.tflite one.png` in a fresh process, median of 5
-   (target 1.5 s: LiteRT alone, no TensorFlow import).
-6. frontier: `mnist-opt run --preset frontier` (seed: the first of --preset-seeds): minutes end to end,
-   and per size budget its model's int8 file, from the run's report.json, against
-   the targets of #29; and the most accurate pruned or clustered int8 file of at most 8 KB gzipped.
-7. hypervolume: the frontier search (--tuner pareto) against Optuna's NSGA-II on the same space and
-   trial training, --search-minutes a run, one run per --project-seeds seed a side (benchmarks/hypervolume.py).
+Each part is declared once, in PARTS: its name, what it runs, what it records, the function that runs it.
+`--help` lists them; benchmarks/README.md describes the records, benchmarks/results/<date>.json and .md.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import json
 import math
@@ -45,23 +19,53 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).parent
+RESULTS = HERE / "results"  # the records: data read by people, kept in the repository
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the parts run with: the command line's options, and their defaults."""
+
+    # Outlasts both default searches, so that a level a side misses is one its default search does not
+    # reach, not one the budget cut off.
+    search_minutes: float = 12.0
+    project_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)  # one search run is one random draw: medians of five
+    random_seeds: tuple[int, ...] = (1, 2, 3, 4, 5)  # not 0: Keras Tuner takes seed 0 for "no seed"
+    preset_seeds: tuple[int, ...] = (0,)  # one run a preset; the quality targets of #28 were taken over 0,1,2
+
+
+@dataclass(frozen=True)
+class Part:
+    """One benchmark part, declared once in PARTS and run by name with --parts."""
+
+    name: str  # its --parts name and its key in the record
+    summary: str  # one line: what it runs (--help and benchmarks/README.md)
+    records: str  # what its record holds and how it is scored (benchmarks/README.md)
+    run: Callable[[Settings, Path], dict]  # the part's record, from the settings and a scratch directory
+    default: bool = False  # run when --parts is not given
+
+
 MID_CNN = {  # a fixed mid-size model with augmentation: the throughput comparison's subject
     "conv_blocks": 2, "convs_per_block": 1, "filters_0": 32, "filters_1": 64, "kernel_size": 3,
     "batch_norm": False, "global_pooling": False, "dense_units": 64, "dropout": 0.2,
     "rotation": 10.0, "zoom": 0.1, "translation": 0.1, "learning_rate": 1e-3, "label_smoothing": 0.0,
 }
 IMAGES = 20000  # per throughput measurement: about 10 s per path here
+THROUGHPUT_RATIO = 1.5  # the target: the project's training path against the plain one
 
 
 def throughput() -> dict:
     import keras
     import numpy as np
 
-    from tuning import data, train
-    from tuning.architecture import build_cnn, compile_model
+    from mnist_opt import data
+    from mnist_opt.tuning import train
+    from mnist_opt.tuning.architecture import build_cnn, compile_model
 
     split = data.load_split(0)
     x, y = split.x_train[:IMAGES], split.y_train[:IMAGES]
@@ -87,7 +91,7 @@ def throughput() -> dict:
     rounds = [(project(), plain()) for _ in range(5)]
     p, b = float(np.median([r[0] for r in rounds])), float(np.median([r[1] for r in rounds]))
     return {"project_images_per_s": round(p), "plain_images_per_s": round(b), "ratio": round(p / b, 2),
-            "rounds": [[round(a), round(c)] for a, c in rounds], "images": IMAGES, "target_ratio": 1.5}
+            "rounds": [[round(a), round(c)] for a, c in rounds], "images": IMAGES, "target_ratio": THROUGHPUT_RATIO}
 
 
 # The quality targets (#28): an int8 file at this test accuracy (and within this many parameters or
@@ -123,6 +127,7 @@ def end_to_end(preset: str, work: Path, seeds: tuple[int, ...] = (0,)) -> dict:
 # the run's such files, as the pruned-file target above).
 FRONTIER_TARGETS = {8: 0.990, 16: 0.995, 32: 0.9955}
 FRONTIER_GZIP = (8 * 1024, 0.994)
+FRONTIER_MINUTES = 60  # `run --preset frontier`, end to end
 
 
 def frontier(work: Path, seed: int = 0) -> dict:
@@ -189,15 +194,24 @@ def best_int8(variants: dict, target: dict) -> float:
     return max((v["test_accuracy"] for k, v in variants.items() if k.endswith("int8") and fits(v)), default=0.0)
 
 
+def quality_text(target: dict) -> str:
+    """A quality target as the records put it: ">= 99.5% in <= 64 KB"."""
+    return (f">= {100 * target['int8_test_accuracy']:.1f}%"
+            + (f" with <= {target['max_params']:,} params" if "max_params" in target else "")
+            + (f" in <= {target['max_bytes'] // 1024} KB" if "max_bytes" in target else ""))
+
+
 def search_efficiency(minutes: float, work: Path, project_seeds: tuple[int, ...] = (0, 1, 2),
                       random_seeds: tuple[int, ...] = (1, 2, 3)) -> dict:
     """Best validation accuracy over wall time: project default vs Keras Tuner RandomSearch defaults."""
     import keras_tuner
 
-    from tuning import data, space as space_module
-    from tuning.config import TuneConfig
-    from tuning.hypermodel import CNNHyperModel
-    from tuning.search import prepare_run_dir, search
+    from mnist_opt import data
+    from mnist_opt.tuning import space as space_module
+    from mnist_opt.tuning.config import TuneConfig
+    from mnist_opt.tuning.hypermodel import CNNHyperModel
+    from mnist_opt.tuning.search import search
+    from mnist_opt.tuning.tune import prepare_run_dir
 
     budget = minutes * 60
     split = data.load_split(0)
@@ -290,6 +304,7 @@ def score_search(projects: dict, randoms: dict, minutes: float, ended: dict) -> 
 
 
 LEVELS = (0.95, 0.97, 0.98, 0.985, 0.99)  # validation accuracies the search summary also times, besides the target
+SEARCH_RATIO = 0.5  # the project's median time to a val_accuracy, against RandomSearch's
 
 
 def time_to(points: list, level: float) -> float | None:
@@ -338,19 +353,20 @@ def ratio_text(ratio: tuple[float | None, str] | None) -> str:
     return f"< {value:.2f}x (RandomSearch not within the budget)" if kind == "bound" else f"{value:.2f}x"
 
 
-PREDICT_SECONDS = 1.5  # `mnist-opt predict x.tflite one.png`, wall time, median of 5 (#32)
+PREDICT_SECONDS = 1.5  # `mnist-opt predict x.tflite one.png`, wall time, median of PREDICT_RUNS (#32)
+PREDICT_RUNS = 5  # each a fresh process: the start-up is what is measured
 
 
-def predict_latency(work: Path, runs: int = 5) -> dict:
+def predict_latency(work: Path, runs: int = PREDICT_RUNS) -> dict:
     """Wall time of `mnist-opt predict` on an int8 .tflite file and one PNG, each run a fresh process."""
     import numpy as np
     import tf_keras
     from PIL import Image
 
-    from export.tflite import convert
-    from tuning import space
-    from tuning.data import load_test
-    from tuning.architecture import build_cnn
+    from mnist_opt.data import load_test
+    from mnist_opt.export.tflite import convert
+    from mnist_opt.tuning import space
+    from mnist_opt.tuning.architecture import build_cnn
 
     model = work / "int8.tflite"
     representative = np.random.default_rng(0).random((20, 28, 28, 1), dtype="float32")
@@ -390,62 +406,192 @@ def distributed(work: Path, trials: int = 8) -> dict:
     return out
 
 
+def run_hypervolume(settings: Settings, work: Path) -> dict:
+    """benchmarks/hypervolume.py's comparison, loaded by path: this file runs as a script, not a package."""
+    spec = importlib.util.spec_from_file_location("benchmarks_hypervolume", HERE / "hypervolume.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.compare(settings.search_minutes, work, settings.project_seeds)
+
+
+def preset_part(name: str, default: bool = False) -> Part:
+    """A `run --preset` part: one run per --preset-seeds seed, scored against the preset's targets."""
+    return Part(
+        name, f"`mnist-opt run --preset {name} --seed S` in a subprocess, once per --preset-seeds seed",
+        "`runs`, one per seed: `seed`, `commands`, `minutes`, `recommended`, `winner` (from `best_hparams.json`: "
+        "trial id, parameters, search and retrain validation accuracy, epochs trained) and `variants` (per "
+        "exported file, from `report.json`: test accuracy, bytes, gzip bytes, parameters, TFLite Micro figures); "
+        f"`minutes`, the slowest run's, against {TARGET_MINUTES[name]}; `quality_target`: an int8 file "
+        f"{quality_text(QUALITY[name])}, as the mean over the seeds of each run's best (`per_seed`)",
+        lambda settings, work: end_to_end(name, work, settings.preset_seeds), default)
+
+
+PARTS = {part.name: part for part in (
+    Part("throughput",
+         "one epoch of a fixed mid-size CNN with augmentation: the project's training path against the usual way",
+         "`project_images_per_s` (tf.data, batched augmentation) and `plain_images_per_s` (numpy arrays into "
+         "`model.fit`, augmentation layers in the model), each the median of 5 rounds alternating the two "
+         f"(`rounds`, of `images` each); `ratio`, against `target_ratio` {THROUGHPUT_RATIO}",
+         lambda settings, work: throughput(), default=True),
+    preset_part("quick", default=True),
+    preset_part("standard", default=True),
+    preset_part("full"),
+    Part("tiny", f"`mnist-opt {' '.join(TINY[:5])} ...`, then `export` and `report`, in subprocesses",
+         "as one run of a preset part (`commands`, `minutes`, `recommended`, `winner`, `variants`); "
+         f"`quality_target`: an int8 file {quality_text(QUALITY['tiny'])}",
+         lambda settings, work: tiny(work)),
+    Part("search",
+         "the project's default search against Keras Tuner's RandomSearch with its defaults, same space and budget",
+         "`project_curves` and `random_curves`: per seed (--project-seeds, --random-seeds; the sides alternate), "
+         "(seconds, val_accuracy) at each trial's end within `budget_minutes` (--search-minutes); `project_ended` "
+         "and `random_ended`: whether each search ended by itself within the budget; `seconds_to`: per "
+         f"val_accuracy from {LEVELS[0]} to {LEVELS[-1]} and `target_val_accuracy` (the best both sides' median runs "
+         f"reached), each side's median seconds, as a ratio against {SEARCH_RATIO}x; a level RandomSearch's median "
+         "search ends without (`random_never`) is \"never\", one it might have reached after the budget only a "
+         "bound; `best_at_half_budget`",
+         lambda settings, work: search_efficiency(settings.search_minutes, work, settings.project_seeds,
+                                                  settings.random_seeds), default=True),
+    Part("distributed", "one 8-trial random search (`mnist-opt tune`) in one process, and with `--workers 2`",
+         "`trials`; per side (`one_process`, `workers_2`): `seconds_end_to_end` (process start-up and the final "
+         "retrain included), `trials_completed`, `trials_per_minute`, `trial_seconds_summed`",
+         lambda settings, work: distributed(work)),
+    Part("predict", f"`mnist-opt predict x.tflite one.png` on an int8 file, {PREDICT_RUNS} times, each a fresh process",
+         f"`seconds` of each run; `median_seconds`, against `target_seconds` {PREDICT_SECONDS} (LiteRT alone, "
+         "no TensorFlow import)",
+         lambda settings, work: predict_latency(work)),
+    Part("frontier", "`mnist-opt run --preset frontier --seed S` in a subprocess, S the first --preset-seeds seed",
+         f"`command`, `seed`, `minutes` end to end, against {FRONTIER_MINUTES} with every budget exported; "
+         "`frontier` (from `report.json`): per size budget, in KB of the int8 file's raw bytes, its model's int8 "
+         "file, against " + ", ".join(f"{100 * t:.2f}% at {kb} KB" for kb, t in FRONTIER_TARGETS.items())
+         + "; `winners` (from `frontier.json`), `files`, `trials`; `best_small_gzip`: the most accurate pruned "
+         f"or clustered int8 file of at most {FRONTIER_GZIP[0] // 1024} KB gzipped, against "
+         f"{100 * FRONTIER_GZIP[1]:.1f}%",
+         lambda settings, work: frontier(work, settings.preset_seeds[0])),
+    Part("hypervolume",
+         "the frontier search (`--tuner pareto`) against Optuna's NSGA-II, same space and trial training",
+         "from benchmarks/hypervolume.py (the `benchmark` extra: `make benchmark-deps`), on the `frontier` space, "
+         "both sides training the space's starting points first and their trials as "
+         "`mnist_opt.tuning.trial.fit_trial` does (Optuna's for `optuna_epochs`, 3), --search-minutes a run "
+         "(`budget_minutes`), once per --project-seeds seed a side (`seeds`), alternating: `curves`, (seconds, "
+         "val_accuracy, estimated int8 bytes) at each trial's end; `hypervolume` of each run's completed trials "
+         "in (val accuracy, log2 bytes) against `reference` (0.90, 128 KB) every 5 minutes, half the budget and "
+         "the budget, and its `median` per side; `project_at_half` (at `half_mark` minutes) against "
+         "`optuna_at_budget`",
+         run_hypervolume),
+)}
+
+
+def select(text: str) -> tuple[Part, ...]:
+    """The parts a --parts value names, in its order. ValueError, naming the known parts, for any other."""
+    names = [name.strip() for name in text.split(",")]
+    if unknown := [name for name in names if name not in PARTS]:
+        raise ValueError(f"--parts: unknown part{'s' * (len(unknown) > 1)} {', '.join(map(repr, unknown))}; "
+                         f"expected a comma-separated list of the known parts: {', '.join(PARTS)}")
+    if twice := sorted({name for name in names if names.count(name) > 1}):
+        raise ValueError(f"--parts: {', '.join(map(repr, twice))} named more than once in {text!r}; "
+                         "a record holds one entry a part")
+    return tuple(PARTS[name] for name in names)
+
+
+def seed_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(seed) for seed in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 0,1,2, got {text!r}") from None
+
+
+def positive_minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of minutes, got {text!r}")
+    return value
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The command line, its parts listed from PARTS."""
+    defaults, width = Settings(), max(map(len, PARTS)) + 1
+    join = lambda values: ",".join(map(str, values))  # noqa: E731
+    epilog = "parts (* when --parts is not given):\n" + "".join(
+        f"  {name + '*' * part.default:<{width}}  {part.summary}\n" for name, part in PARTS.items())
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=epilog + "\nWhat each part records: "
+                                "benchmarks/README.md.\n", formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--parts", default=join(name for name, part in PARTS.items() if part.default), metavar="PART,...",
+                   help="the parts to run, in this order, comma-separated (default: %(default)s)")
+    p.add_argument("--search-minutes", type=positive_minutes, default=defaults.search_minutes, metavar="MINUTES",
+                   help="search, hypervolume: the budget of each search run (default: %(default)g)")
+    p.add_argument("--project-seeds", type=seed_list, default=defaults.project_seeds, metavar="S,...",
+                   help="search, hypervolume: the project's runs, one per seed "
+                   f"(default: {join(defaults.project_seeds)})")
+    p.add_argument("--random-seeds", type=seed_list, default=defaults.random_seeds, metavar="S,...",
+                   help=f"search: RandomSearch's runs, one per seed (default: {join(defaults.random_seeds)})")
+    p.add_argument("--preset-seeds", type=seed_list, default=defaults.preset_seeds, metavar="S,...",
+                   help="quick, standard, full: one run per seed; frontier: the first "
+                   f"(default: {join(defaults.preset_seeds)})")
+    p.add_argument("--record", default=None, metavar="NAME", help="the record's name under results/ (default: today's "
+                   "date, to which parts run on one day add up)")
+    return p
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default="throughput,quick,standard,search")
-    parser.add_argument("--search-minutes", type=float, default=12.0)
-    parser.add_argument("--project-seeds", default="0,1,2,3,4", help="the project's search runs, one per seed")
-    parser.add_argument("--random-seeds", default="1,2,3,4,5", help="RandomSearch runs, one per seed")
-    parser.add_argument("--preset-seeds", default="0", help="quick/standard/full: one run per seed (#28: 0,1,2)")
-    parser.add_argument("--record", default=None, help="the record's name under results/ (default: today's date, "
-                        "to which parts run on one day add up)")
-    args = parser.parse_args(argv)
+    cli = make_parser()
+    args = cli.parse_args(argv)
+    try:
+        parts = select(args.parts)
+    except ValueError as e:
+        cli.error(str(e))
+    from mnist_opt.errors import InputError
     from mnist_opt.runtime import quiet_tensorflow, training_dtype
 
+    try:
+        precision = training_dtype() or "float32"  # $MNIST_OPT_PRECISION; subprocesses inherit it
+    except InputError as e:
+        cli.error(str(e))
     quiet_tensorflow()
-    precision = training_dtype() or "float32"  # $MNIST_OPT_PRECISION; subprocesses inherit it
+    settings = Settings(args.search_minutes, args.project_seeds, args.random_seeds, args.preset_seeds)
     results = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "precision": precision}
-    seeds = lambda arg: tuple(int(s) for s in arg.split(","))  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        for part in args.parts.split(","):
-            print(f"benchmark: {part} ...", flush=True)
-            if part == "throughput":
-                results["throughput"] = throughput()
-            elif part in ("quick", "standard", "full"):
-                results[part] = end_to_end(part, work, tuple(int(s) for s in args.preset_seeds.split(",")))
-            elif part == "tiny":
-                results["tiny"] = tiny(work)
-            elif part == "frontier":
-                results["frontier"] = frontier(work, int(args.preset_seeds.split(",")[0]))
-            elif part == "hypervolume":
-                from hypervolume import compare
+        results |= measure(parts, settings, Path(tmp), precision)
+    results = write(results, RESULTS / (args.record or time.strftime("%Y-%m-%d")))
+    print(summary(results))
+    return 0
 
-                results["hypervolume"] = compare(args.search_minutes, work, seeds(args.project_seeds))
-            elif part == "distributed":
-                results["distributed"] = distributed(work)
-            elif part == "predict":
-                results["predict"] = predict_latency(work)
-            elif part == "search":
-                results["search"] = search_efficiency(args.search_minutes, work, seeds(args.project_seeds),
-                                                      seeds(args.random_seeds))
-            # Parts of one day's record may come from different code, and from different machines.
-            results[part].update(commit=commit(), machine=machine(), precision=precision)
-            print(json.dumps(results[part])[:600], flush=True)
-    out = HERE / "results" / (args.record or time.strftime("%Y-%m-%d"))
+
+def measure(parts: tuple[Part, ...], settings: Settings, work: Path, precision: str) -> dict:
+    """Each part's record, in order, with the commit, machine and precision it ran at."""
+    records = {}
+    for part in parts:
+        print(f"benchmark: {part.name} ...", flush=True)
+        record = part.run(settings, work)
+        # Parts of one day's record may come from different code, and from different machines.
+        record.update(commit=commit(), machine=machine(), precision=precision)
+        records[part.name] = record
+        print(json.dumps(record)[:600], flush=True)
+    return records
+
+
+def write(results: dict, out: Path) -> dict:
+    """Write out.json and out.md, added to the record already there; return the whole record."""
     out.parent.mkdir(exist_ok=True)
     if out.with_suffix(".json").exists():  # parts run separately on one day add up to one record
         results = {**json.loads(out.with_suffix(".json").read_text()), **results}
     results["targets"] = targets(results)
     out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     out.with_suffix(".md").write_text(summary(results))
-    print(summary(results))
-    return 0
+    return results
+
+
+def parts_table() -> str:
+    """benchmarks/README.md's table of the parts, from PARTS (tests/test_benchmarks.py keeps the two the same)."""
+    rows = [f"| `{name}`{' (default)' * part.default} | {part.summary} | {part.records} |"
+            for name, part in PARTS.items()]
+    return "\n".join(["| part | what runs | what it records, and how it is scored |", "|---|---|---|", *rows]) + "\n"
 
 
 SMALL_BYTES, SMALL_ACCURACY = 8 * 1024, 0.993  # a pruned int8 file this small (gzipped) at this accuracy
 MAX_INT8_LOSS = 0.001  # accuracy an int8 file may lose against the float model it came from
-SEARCH_RATIO = 0.5  # the project's median time to a val_accuracy, against RandomSearch's
 
 
 def targets(r: dict) -> list[dict]:
@@ -461,12 +607,10 @@ def targets(r: dict) -> list[dict]:
                 r[preset]["minutes"] <= minutes)
     for preset in QUALITY:
         if q := r.get(preset, {}).get("quality_target"):
-            within = (f" with <= {q['max_params']:,} params" if "max_params" in q else "") + (
-                f" in <= {q['max_bytes'] // 1024} KB" if "max_bytes" in q else "")
             seeds = r[preset].get("seeds", [])
             mean = f" (mean of seeds {', '.join(map(str, seeds))}: " + ", ".join(
                 f"{100 * b:.2f}%" for b in q["per_seed"]) + ")" if len(seeds) > 1 else ""
-            add(f"{preset}: an int8 file >= {100 * q['int8_test_accuracy']:.1f}%{within}",
+            add(f"{preset}: an int8 file {quality_text(q)}",
                 f"{100 * q['best_int8']:.2f}%{mean}", q["met"])
     runs = {}
     for k, v in r.items():
@@ -491,8 +635,9 @@ def targets(r: dict) -> list[dict]:
         f = r["frontier"]
         rows = {row["budget_kb"]: row for row in f["frontier"]}
         exported = all("file" in row for row in f["frontier"])
-        add("run --preset frontier <= 60 min, every budget exported", f"{f['minutes']} min, "
-            f"{sum('file' in row for row in f['frontier'])} of {len(rows)} budgets", f["minutes"] <= 60 and exported)
+        add(f"run --preset frontier <= {FRONTIER_MINUTES} min, every budget exported", f"{f['minutes']} min, "
+            f"{sum('file' in row for row in f['frontier'])} of {len(rows)} budgets",
+            f["minutes"] <= FRONTIER_MINUTES and exported)
         for kb, target in FRONTIER_TARGETS.items():
             row = rows.get(kb, {})
             measured = (f"{100 * row['test_accuracy']:.2f}% ({row['variant']}, {row['bytes']:,} bytes, "

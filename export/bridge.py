@@ -11,7 +11,7 @@ import numpy as np
 import tf_keras
 
 from mnist_opt.errors import BridgeMismatch
-from tuning.architecture import build_cnn
+from mnist_opt.tuning.architecture import build_cnn
 
 TOLERANCE = 1e-5  # max absolute difference of probabilities: float32 rounding, nothing more
 

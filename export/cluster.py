@@ -12,10 +12,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras
-from tensorflow_model_optimization.python.core.clustering.keras.experimental import cluster as experimental
 
-from export.prune import copy, kernel, prunable
-from tuning.architecture import compile_model
+from mnist_opt import workarounds
+from mnist_opt.export.prune import copy, kernel, prunable
+from mnist_opt.tuning.architecture import compile_model
 
 FINE_TUNE_LR = 0.1  # fraction of the tuned learning rate: centroids move little from the trained weights
 
@@ -29,11 +29,12 @@ def cluster(model: tf_keras.Model, values: dict, train_ds: tf.data.Dataset, val_
     the first half of PCQAT). Returns the stripped model: plain layers with clustered kernels.
     """
     centroids = tfmot.clustering.keras.CentroidInitialization.KMEANS_PLUS_PLUS
+    cluster_weights = workarounds.experimental_cluster_weights()
 
     def wrap(layer):
         if prunable(layer, min_weights):
-            return experimental.cluster_weights(layer, number_of_clusters=clusters, cluster_centroids_init=centroids,
-                                                preserve_sparsity=preserve_sparsity)
+            return cluster_weights(layer, number_of_clusters=clusters, cluster_centroids_init=centroids,
+                                   preserve_sparsity=preserve_sparsity)
         return layer
 
     clustered = tf_keras.models.clone_model(copy(model), clone_function=wrap)

@@ -18,13 +18,14 @@ import keras
 import numpy as np
 import tf_keras
 
-from export import bridge, cluster as cluster_module, csource, flatbuffer, litert, micro, \
+from mnist_opt.export import bridge, cluster as cluster_module, csource, flatbuffer, litert, micro, \
     prune as prune_module, quantize as quantize_module, tflite
-from export.config import VARIANTS, ExportConfig
-from mnist_opt import rundir, runio, runtime
+from mnist_opt.export.config import VARIANTS, ExportConfig
+from mnist_opt import rundir, runio, runtime, workarounds
 from mnist_opt.errors import InputError
-from tuning import data, inputs
-from tuning.search import package_versions
+from mnist_opt import data
+from mnist_opt.tuning import inputs
+from mnist_opt.versions import package_versions
 
 Log = Callable[[str], None]
 
@@ -54,6 +55,13 @@ def check_inputs(cfg: ExportConfig) -> dict:
     if unknown or not cfg.variants:
         raise InputError(f"--variants: unknown variant {unknown[0] if unknown else '(none)'}; "
                          f"choose from {', '.join(VARIANTS)}")
+    # The library internals the asked variants lean on, probed before any training (mnist_opt/workarounds.py).
+    if any(RECIPES[v][0] == "int8" for v in cfg.variants):
+        workarounds.require("tflm-flatbuffer-schema")  # each full-integer file's kernels, read from its flatbuffer
+    if any(RECIPES[v][1] in ("clustered", "pruned_clustered_qat") for v in cfg.variants):
+        workarounds.require("tfmot-experimental-clustering")
+    if any(RECIPES[v][1] == "pruned_clustered_qat" for v in cfg.variants):
+        workarounds.require("pcqat-per-layer-quantizers")
     run = Path(cfg.run_dir)
     rundir.require(run, rundir.TUNED, f"run `mnist-opt tune --run-dir {run}` first", what="no finished tuning")
     runio.check_writable(run)

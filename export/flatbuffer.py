@@ -7,21 +7,29 @@ kernels and quantizes them per output channel, and that is what a device stores.
 
 from __future__ import annotations
 
-import numpy as np
-from tflite_micro.python.tflite_micro import runtime as tflm
+import functools
 
-_OP_NAMES = {code: name for name, code in vars(tflm.schema_fb.BuiltinOperator).items() if not name.startswith("_")}
-_INT8 = tflm.schema_fb.TensorType.INT8
+import numpy as np
+
+from mnist_opt import workarounds
+
+
+@functools.cache
+def _op_names() -> dict[int, str]:
+    ops_enum = workarounds.tflite_schema().fb.BuiltinOperator
+    return {code: name for name, code in vars(ops_enum).items() if not name.startswith("_")}
 
 
 def _model(model: bytes):
-    return tflm.convert_bytearray_to_object(bytearray(model))
+    # tflite-micro's reader of the TFLite schema, which it does not document (workaround 'tflm-flatbuffer-schema')
+    return workarounds.tflite_schema().to_object(bytearray(model))
 
 
 def ops(model: bytes) -> list[str]:
     """The builtin op names the file uses (e.g. CONV_2D), sorted."""
     codes = _model(model).operatorCodes or []
-    return sorted({_OP_NAMES.get(tflm.get_builtin_code_from_operator_code(c), "CUSTOM") for c in codes})
+    builtin_code = workarounds.tflite_schema().builtin_code
+    return sorted({_op_names().get(builtin_code(c), "CUSTOM") for c in codes})
 
 
 def layer_name(tensor_name: str) -> str:
@@ -37,10 +45,11 @@ def kernels(model: bytes, min_weights: int) -> dict[str, dict]:
     channel (the quantized dimension): a kernel clustered to N values has at most N in each.
     """
     m = _model(model)
+    int8 = workarounds.tflite_schema().fb.TensorType.INT8
     out = {}
     for t in m.subgraphs[0].tensors:
         data = m.buffers[t.buffer].data
-        if t.type != _INT8 or data is None or len(t.shape) not in (2, 4) or len(data) < min_weights:
+        if t.type != int8 or data is None or len(t.shape) not in (2, 4) or len(data) < min_weights:
             continue
         w = np.asarray(data, dtype=np.uint8).view(np.int8).reshape(t.shape)
         axis = t.quantization.quantizedDimension if t.quantization is not None else 0

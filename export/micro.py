@@ -20,10 +20,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from tflite_micro.python.tflite_micro import runtime as tflm
+from tflite_micro import runtime as tflm
 
-from export import flatbuffer
-from export.litert import from_int8, to_int8
+from mnist_opt.export import flatbuffer
+from mnist_opt.export.litert import from_int8, to_int8
 from mnist_opt.errors import MicroUnsupported, MnistOptError
 from mnist_opt.runtime import captured_stderr
 
@@ -109,9 +109,9 @@ class Runner:
 def predict(model: bytes, images: np.ndarray, arena: int | None = None, workers: int | None = None) -> np.ndarray:
     """Probabilities for float images, split over `workers` processes (default: one per core).
 
-    TFLite Micro's reference kernels are plain loops, 4-5 ms an image for a 45k-parameter model here,
+    TFLite Micro's reference kernels are plain loops, milliseconds an image (docs/microcontrollers.md),
     and its Python binding holds the GIL: processes, not threads, use the second core. They are
-    fresh interpreters (`python -m export.micro`), not forks of a process that has TensorFlow loaded.
+    fresh interpreters (`python -m mnist_opt.export.micro`), not forks of a process that has TensorFlow loaded.
     """
     arena = arena or arena_bytes(model)
     workers = max(1, min(workers or len(os.sched_getaffinity(0)), len(images) // 500))
@@ -122,7 +122,7 @@ def predict(model: bytes, images: np.ndarray, arena: int | None = None, workers:
         (work / "model.tflite").write_bytes(model)
         for k, chunk in enumerate(np.array_split(images, workers)):
             np.save(work / f"images_{k}.npy", chunk)
-        procs = [subprocess.Popen([sys.executable, "-m", "export.micro", str(work), str(k), str(arena)],
+        procs = [subprocess.Popen([sys.executable, "-m", "mnist_opt.export.micro", str(work), str(k), str(arena)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for k in range(workers)]
         errors = [p.communicate()[1].decode(errors="replace") for p in procs]
         if any(p.returncode for p in procs):
@@ -130,6 +130,6 @@ def predict(model: bytes, images: np.ndarray, arena: int | None = None, workers:
         return np.concatenate([np.load(work / f"probabilities_{k}.npy") for k in range(workers)])
 
 
-if __name__ == "__main__":  # one worker of `predict`: python -m export.micro DIR K ARENA
+if __name__ == "__main__":  # one worker of `predict`: python -m mnist_opt.export.micro DIR K ARENA
     work, k, arena = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     np.save(work / f"probabilities_{k}.npy", Runner((work / "model.tflite").read_bytes(), arena)(np.load(work / f"images_{k}.npy")))

@@ -7,7 +7,7 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras
 
-from tuning.architecture import compile_model
+from mnist_opt.tuning.architecture import compile_model
 
 RAMP = 0.7  # sparsity reaches its target after 70% of the fine-tuning steps, then holds
 FINE_TUNE_LR = 0.25  # fraction of the tuned learning rate: fine-tuning, not training afresh

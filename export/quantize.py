@@ -6,9 +6,9 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras
 
-from export.prune import copy
+from mnist_opt.export.prune import copy
 from mnist_opt import workarounds
-from tuning.architecture import compile_model
+from mnist_opt.tuning.architecture import compile_model
 
 FINE_TUNE_LR = 0.1  # fraction of the tuned learning rate: the weights are already trained and pruned
 

@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from mnist_opt.runtime import silenced_stderr
-from tuning.architecture import INPUT_SHAPE
+from mnist_opt.tuning.architecture import INPUT_SHAPE
 
 QUANTIZATIONS = ("none", "dynamic_range", "float16", "int8")
 

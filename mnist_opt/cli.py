@@ -17,9 +17,9 @@ from typing import Optional
 import typer
 
 from mnist_opt.errors import InputError, MnistOptError
-from export.config import VARIANTS, ExportConfig as E  # plain dataclasses: no TensorFlow import
-from reports.config import ReportConfig as R
-from tuning.config import TuneConfig as T
+from mnist_opt.export.config import VARIANTS, ExportConfig as E  # plain dataclasses: no TensorFlow import
+from mnist_opt.reports.config import ReportConfig as R
+from mnist_opt.tuning.config import TuneConfig as T
 
 app = typer.Typer(help="Tune, prune, quantize and compare MNIST digit classifiers.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -127,19 +127,17 @@ def tune(
 
         set_threads(threads)
         if worker:
-            from tuning.distributed import worker as run_worker
+            from mnist_opt.tuning.distributed import worker as run_worker
 
             return run_worker(cfg, worker, worker_id, _echo)
         from mnist_opt.runio import locked
 
         with locked(cfg.run_dir):  # the chief holds the run directory; its workers do not need it
+            from mnist_opt import workflow
+
             if chief or workers:
-                from tuning.distributed import chief as run_chief
-
-                return run_chief(cfg, chief or "127.0.0.1:0", _echo, workers or 0)
-            from tuning.search import tune as run_tune
-
-            return run_tune(cfg, _echo)
+                return workflow.chief(cfg, chief or "127.0.0.1:0", _echo, workers or 0)
+            return workflow.tune(cfg, _echo)
 
     result = _call(go)
     if worker:
@@ -156,7 +154,7 @@ def _budgets(text: str | None) -> tuple[float, ...] | None:
     """--budgets parsed, or exit 2 naming the problem."""
     if text is None:
         return None
-    from tuning.config import parse_budgets
+    from mnist_opt.tuning.config import parse_budgets
 
     try:
         return parse_budgets(text)
@@ -178,7 +176,7 @@ def train(
     """
 
     def go():
-        from tuning.train import train_baseline
+        from mnist_opt.tuning.train import train_baseline
 
         return train_baseline(Path(run_dir or _default_run_dir()), epochs, seed, str(data) if data else None, _echo)
 
@@ -208,7 +206,7 @@ def export(
             variants=tuple(v.strip() for v in variants.split(",") if v.strip()), train_subset=train_subset)
 
     def go():
-        from export.export import export as run_export
+        from mnist_opt.export.export import export as run_export
         from mnist_opt.runio import locked
 
         with locked(run_dir, create=False):  # a missing run directory is refused by the stage
@@ -222,6 +220,8 @@ def export(
 def report(
     run_dir: Path = typer.Argument(..., help="A tuned and exported run directory."),
     latency_runs: int = typer.Option(R.latency_runs, min=1, help="Timed batch-1 runs per model."),
+    micro_images: Optional[int] = typer.Option(None, min=1, help="Run each int8 file in TFLite Micro on the "
+                                               "first N test images only (default: all; about 4.5 ms an image)."),
     max_kb: Optional[float] = typer.Option(None, min=1, help="Size budget for the recommended variant "
                                            "(default: the run's tune --max-kb)."),
 ):
@@ -232,10 +232,11 @@ def report(
 
     def go():
         from mnist_opt.runio import locked
-        from reports.report import report as run_report
+        from mnist_opt.reports.report import report as run_report
 
         with locked(run_dir, create=False):
-            return run_report(R(run_dir=str(run_dir), latency_runs=latency_runs, max_kb=max_kb), _echo)
+            return run_report(R(run_dir=str(run_dir), latency_runs=latency_runs, micro_images=micro_images,
+                                 max_kb=max_kb), _echo)
 
     _print_report(_call(go), run_dir)
 
@@ -269,6 +270,8 @@ def run(
     budgets: Optional[str] = typer.Option(None, metavar="KB,KB,...", help="Size budgets in KB of the int8 file, "
                                           "e.g. 8,16,32,64: search the accuracy-size front and export each "
                                           "budget's best model under RUN/frontier/<K>kb/."),
+    micro_images: Optional[int] = typer.Option(None, min=1, help="The report runs each int8 file in TFLite Micro "
+                                               "on the first N test images only (default: all)."),
 ):
     """Tune, export and report in one go; print where the report is.
 
@@ -282,7 +285,7 @@ def run(
         from mnist_opt.runio import locked
 
         with locked(target):
-            return run_workflow(preset.value, str(target), seed, _echo, max_kb, sizes)
+            return run_workflow(preset.value, str(target), seed, _echo, max_kb, sizes, micro_images)
 
     _print_report(_call(go), target)
 
@@ -299,7 +302,7 @@ def evaluate(
     """
 
     def go():
-        from reports.evaluate import evaluate as run_evaluate
+        from mnist_opt.reports.evaluate import evaluate as run_evaluate
 
         return run_evaluate(model, str(data) if data else None)
 
@@ -328,8 +331,8 @@ def predict(
     """
 
     def go():
-        from reports.evaluate import Model
-        from reports.predict import predict as run_predict
+        from mnist_opt.inference.model import Model
+        from mnist_opt.inference.predict import predict as run_predict
 
         return run_predict(Model(model), images, top)
 
@@ -353,7 +356,7 @@ def serve(
     """
 
     def go():
-        from reports.serve import App, make_server
+        from mnist_opt.inference.serve import App, make_server
 
         try:
             return make_server(App(run_dir), host, port)

@@ -43,3 +43,8 @@ class MicroUnsupported(MnistOptError):
     def __init__(self, message: str, ops: list[str]):
         super().__init__(message)
         self.ops = ops
+
+
+class WorkaroundUnavailable(MnistOptError):
+    """An installed library no longer fits a workaround that has no safe fallback (mnist_opt/workarounds.py):
+    the message names the workaround, the package, its version and range, what differs, and what to install."""

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from export.config import ExportConfig
+from mnist_opt.export.config import ExportConfig
 from mnist_opt import rundir
-from reports.config import ReportConfig
-from tuning.config import TuneConfig
+from mnist_opt.reports.config import ReportConfig
+from mnist_opt.tuning.config import TuneConfig
 
 Log = Callable[[str], None]
 
@@ -39,8 +39,8 @@ PRESETS = {
     # The README's main job, in 20 minutes on 2 cores without bfloat16 units: a short search whose
     # starting points are known-good designs, the winner retrained with the full recipe for as many
     # of 20 epochs as fit in 9 minutes, short fine-tunes for the pruned and clustered variants. A winner must fit
-    # half of final_epochs in final_minutes (search.winner): at 30, the 45,194-parameter starting
-    # point (about 32 s an epoch in float32) was passed over for a weaker model. Models whose int8
+    # half of final_epochs in final_minutes (tuning.select.winner): at 30, the first starting point was
+    # passed over for a weaker model (docs/recipe.md). Models whose int8
     # file would pass 64 KB are skipped unless --max-kb says otherwise.
     "standard": Preset(TuneConfig(train_subset=10000, final_epochs=20, search_minutes=4, final_minutes=9, max_kb=64),
                        ExportConfig(run_dir="", prune_epochs=2, qat_epochs=1, cluster_epochs=1, train_subset=20000),
@@ -66,7 +66,7 @@ PRESETS = {
 
 
 def configs(preset: str, run_dir: str, seed: int | None = None, max_kb: float | None = None,
-            budgets: tuple[float, ...] | None = None) -> Preset:
+            budgets: tuple[float, ...] | None = None, micro_images: int | None = None) -> Preset:
     """The preset's settings for this run; `budgets` makes it a frontier run (Pareto search, one model per budget)."""
     p = PRESETS[preset]
     tune = replace(p.tune, run_dir=run_dir, seed=p.tune.seed if seed is None else seed,
@@ -77,7 +77,7 @@ def configs(preset: str, run_dir: str, seed: int | None = None, max_kb: float | 
     export = replace(p.export, run_dir=run_dir)
     if tune.budgets and preset != "frontier":
         export = replace(export, variants=tuple(v for v in export.variants if v in FRONTIER_VARIANTS))
-    return Preset(tune, export, replace(p.report, run_dir=run_dir))
+    return Preset(tune, export, replace(p.report, run_dir=run_dir, micro_images=micro_images))
 
 
 def tuning_done(cfg: TuneConfig) -> bool:
@@ -90,7 +90,7 @@ def tuning_done(cfg: TuneConfig) -> bool:
 
 
 def export_done(cfg: ExportConfig) -> bool:
-    from export.export import previous_entries
+    from mnist_opt.export.export import previous_entries
 
     run = Path(cfg.run_dir)
     if rundir.missing(run, rundir.EXPORTED) or not rundir.same_settings(rundir.manifest(run)["settings"], cfg.to_dict()):
@@ -98,18 +98,33 @@ def export_done(cfg: ExportConfig) -> bool:
     return {e["name"] for e in previous_entries(run / "export")} == set(cfg.variants)
 
 
+def tune(cfg: TuneConfig, log: Log = lambda line: None):
+    """The tuning stage, given the export stage's exact file size for a frontier's budgets."""
+    from mnist_opt.export.file_size import int8_bytes
+    from mnist_opt.tuning.tune import tune as run_tune
+
+    return run_tune(cfg, log, int8_bytes)
+
+
+def chief(cfg: TuneConfig, address: str, log: Log = lambda line: None, workers: int = 0):
+    """A distributed search's chief (`tuning.distributed.chief`), given the exact file size as `tune` is."""
+    from mnist_opt.export.file_size import int8_bytes
+    from mnist_opt.tuning.distributed import chief as run_chief
+
+    return run_chief(cfg, address, log, workers, int8_bytes)
+
+
 def run(preset: str, run_dir: str, seed: int | None = None, log: Log = lambda line: None,
-        max_kb: float | None = None, budgets: tuple[float, ...] | None = None) -> dict:
+        max_kb: float | None = None, budgets: tuple[float, ...] | None = None, micro_images: int | None = None) -> dict:
     """The whole toolkit: search, export, report. Returns the report document.
 
     With budgets (or the frontier preset), the search is for the accuracy-size front, and each budget's
     model is exported and reported in RUN/frontier/<K>kb/; the run's report is the frontier.
     """
-    from export.export import export
-    from reports.report import report
-    from tuning.search import tune
+    from mnist_opt.export.export import export
+    from mnist_opt.reports.report import report
 
-    cfg = configs(preset, run_dir, seed, max_kb, budgets)
+    cfg = configs(preset, run_dir, seed, max_kb, budgets, micro_images)
     # 1. Tune (a finished search with the same settings is kept; an unfinished one resumes).
     if tuning_done(cfg.tune):
         log(f"[1/3] tune: already done in {run_dir}")

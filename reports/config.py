@@ -13,6 +13,7 @@ class ReportConfig:
     baseline_epochs: int = 10  # when baseline.keras is missing: what the original project trained for
     baseline_images: int | None = None  # of the train split's images it trains on; None: all (the quick preset: fewer)
     accuracy_window: float = 0.1  # points: the recommended variant is the smallest file this close to the best
+    micro_images: int | None = None  # test images each int8 file runs on in TFLite Micro (ms each); None: all
     max_kb: float | None = None  # the user's size budget for the recommendation; None: the tuning run's --max-kb
 
     def to_dict(self) -> dict:

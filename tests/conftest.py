@@ -11,6 +11,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.pop("MNIST_NPZ", None)  # tests choose their data explicitly
 
 SEED = 1234
+# Images for the checks whose claim is exact agreement (TFLite Micro against LiteRT's kernels): at
+# TFLite Micro's ~4.5 ms an image, the whole test set is the report's job, measured once.
+AGREEMENT_IMAGES = 1000
 
 # Test modules that share an expensive session fixture. Under xdist each worker builds the session
 # fixtures its tests use, so these modules go to one worker together and each fixture is built once
@@ -22,6 +25,52 @@ FIXTURE_GROUPS = {
     "smoke_export": ("test_export.py", "test_micro.py", "test_csource.py", "test_evaluate.py", "test_predict.py"),
     "frontier_run": ("test_frontier.py",),
 }
+
+
+def pytest_configure(config):
+    """Under xdist, each worker process keeps to a core of its own.
+
+    TensorFlow's threads and TFLite Micro's worker processes size themselves by the cores a process
+    may use: two workers that could each use both cores ran four TFLite Micro processes on two.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    cores = sorted(os.sched_getaffinity(0))
+    if worker.startswith("gw") and len(cores) > 1:
+        os.sched_setaffinity(0, {cores[int(worker[2:]) % len(cores)]})
+
+
+def litert_accuracy(path) -> float:
+    """Test accuracy of a .tflite file by an independent LiteRT loop: one image at a time, quantized by hand."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    from mnist_opt.data import load_test
+
+    x, y = load_test()
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    images = x.astype(np.float32)[..., None] / 255.0
+    if inp["dtype"] == np.int8:
+        scale, zero = inp["quantization"]
+        images = np.clip(np.round(images / scale + zero), -128, 127).astype(np.int8)
+    correct = 0
+    for image, label in zip(images, y):
+        interpreter.set_tensor(inp["index"], image[None])
+        interpreter.invoke()
+        correct += int(interpreter.get_tensor(out["index"])[0].argmax() == label)
+    return correct / len(y)
+
+
+# Tests that use these fixtures, or are marked slow, are left out of `make test-fast` (-m "not slow"):
+# each fixture trains or exports models for a minute or more.
+SLOW_FIXTURES = {"smoke_run", "smoke_export", "quick_run", "frontier_run", "small_legacy_model"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_xdist_make_scheduler(config, log):
@@ -99,8 +148,9 @@ def small_legacy_model():
     import keras
     import tf_keras
 
-    from tuning import data, inputs
-    from tuning.architecture import BASELINE, build_cnn, compile_model
+    from mnist_opt import data
+    from mnist_opt.tuning import inputs
+    from mnist_opt.tuning.architecture import BASELINE, build_cnn, compile_model
 
     keras.utils.set_random_seed(SEED)
     values = dict(BASELINE, conv_blocks=2, filters_0=8, filters_1=16, batch_norm=True, dense_units=32)
@@ -150,9 +200,9 @@ def frontier_run(tmp_path_factory):
         result = runner.invoke(app, ["export", str(sub), "--variants", "int8,pruned_float32,pruned_int8",
                                      "--prune-epochs", "1", "--train-subset", "2000"])
         assert result.exit_code == 0, result.output
-    from tuning.train import train_baseline
+    from mnist_opt.tuning.train import train_baseline
 
     train_baseline(run_dir, 1, SEED, images=2000)  # the report's first row, small (it would train 10 epochs)
-    report = runner.invoke(app, ["report", str(run_dir), "--latency-runs", "20"])
+    report = runner.invoke(app, ["report", str(run_dir), "--latency-runs", "20", "--micro-images", str(AGREEMENT_IMAGES)])
     assert report.exit_code == 0, report.output
     return run_dir, tune.output + report.output

@@ -1,18 +1,98 @@
-"""How the benchmark scores the search part: what counts as a side reaching a level, and when the target is met.
+"""The benchmark's part registry and command line, and how it scores the search and hypervolume parts.
 
-The curves are made up; the search itself takes an hour and runs only in `benchmarks/run.py`.
+The curves are made up; the parts themselves take minutes to hours and run only in `benchmarks/run.py`.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
+import json
+import sys
 from pathlib import Path
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location("bench_run", Path(__file__).parents[1] / "benchmarks" / "run.py")
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+
+
+def _load(name: str, path: Path):
+    """A benchmark script as a module (registered, as dataclasses look their module up)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load("bench_run", BENCHMARKS / "run.py")
+hv = _load("bench_hv", BENCHMARKS / "hypervolume.py")
+
+
+def test_every_part_is_declared_with_a_summary_a_record_and_a_runner():
+    assert bench.PARTS and any(part.default for part in bench.PARTS.values())
+    for name, part in bench.PARTS.items():
+        assert part.name == name
+        for text in (part.summary, part.records):  # one line each, and a cell of the README's table
+            assert text.strip() and "\n" not in text and "|" not in text, (name, text)
+        assert callable(part.run)
+        inspect.signature(part.run).bind(bench.Settings(), Path("work"))  # run(settings, scratch directory)
+
+
+def test_help_lists_every_part_from_the_registry(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(["--help"])
+    assert exit_.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    for name, part in bench.PARTS.items():
+        assert any(line.split()[:1] == [name + "*" * part.default] and line.endswith(part.summary) for line in lines), name
+    default = bench.make_parser().parse_args([]).parts
+    assert bench.select(default) == tuple(part for part in bench.PARTS.values() if part.default)
+
+
+@pytest.mark.parametrize("parts, message", [
+    ("nope", "unknown part 'nope'"),
+    ("throughput,nope,predikt", "unknown parts 'nope', 'predikt'"),
+    ("quick,,standard", "unknown part ''"),
+    ("quick,quick", "'quick' named more than once"),
+])
+def test_a_bad_part_is_refused_with_the_known_parts_before_anything_runs_or_is_written(
+        parts, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(["--parts", parts, "--record", "refused"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    if "unknown" in message:
+        assert "known parts: " + ", ".join(bench.PARTS) in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_registry_drives_what_runs_and_what_is_recorded(tmp_path, monkeypatch, capsys):
+    import mnist_opt.runtime
+
+    monkeypatch.setattr(mnist_opt.runtime, "quiet_tensorflow", lambda: None)  # the fake parts need no TensorFlow
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    for name in ("fake", "other"):
+        monkeypatch.setitem(bench.PARTS, name, bench.Part(
+            name, f"{name}: a part of this test", "`seeds`", lambda settings, work: {"seeds": settings.preset_seeds}))
+    assert bench.main(["--parts", "fake", "--preset-seeds", "3,4", "--record", "r"]) == 0
+    assert bench.main(["--parts", "other", "--record", "r"]) == 0  # parts run separately add up to one record
+    record = json.loads((tmp_path / "r.json").read_text())
+    assert {k for k in record if k not in ("date", "machine", "precision", "targets")} == {"fake", "other"}
+    assert record["fake"]["seeds"] == [3, 4] and record["other"]["seeds"] == [0]
+    for entry in (record["fake"], record["other"]):
+        assert set(entry) == {"seeds", "commit", "machine", "precision"}
+    assert (tmp_path / "r.md").read_text() == bench.summary(record)
+    assert "benchmark: other ..." in capsys.readouterr().out
+
+
+def test_the_readme_table_of_parts_is_the_registrys():
+    table = bench.parts_table()
+    assert table in (BENCHMARKS / "README.md").read_text(), (
+        "benchmarks/README.md's table of parts differs from benchmarks/run.py's PARTS; replace it with:\n" + table)
+
 
 # Three runs a side, 10 minutes each: (seconds at a trial's end, its val_accuracy).
 PROJECT = {"0": [(5, 0.95), (60, 0.98), (300, 0.991)],
@@ -100,11 +180,6 @@ def test_only_int8_files_within_the_size_limit_count_for_the_standard_target():
     assert bench.best_int8(variants, target) == 0.9951
 
 
-_hv_spec = importlib.util.spec_from_file_location("bench_hv", Path(__file__).parents[1] / "benchmarks" / "hypervolume.py")
-hv = importlib.util.module_from_spec(_hv_spec)
-_hv_spec.loader.exec_module(hv)
-
-
 def test_hypervolume_marks_count_only_the_trials_done_by_each_mark():
     curve = [[100, 0.95, 8192], [400, 0.99, 32768], [700, 0.97, 4096]]
     assert list(hv.hypervolumes(curve, 12)) == ["5", "6", "10", "12"]  # half the budget and the budget too
@@ -113,7 +188,7 @@ def test_hypervolume_marks_count_only_the_trials_done_by_each_mark():
         hv.hypervolumes(curve, 0)
     marks = hv.hypervolumes(curve, 15)
     assert list(marks) == ["5", "7.5", "10", "15"]
-    from tuning import pareto
+    from mnist_opt.tuning import pareto
 
     assert marks["5"] == pareto.hypervolume([(0.95, 8192)], hv.REFERENCE)
     assert marks["10"] == pareto.hypervolume([(0.95, 8192), (0.99, 32768)], hv.REFERENCE)
@@ -144,8 +219,8 @@ class _Trial:
 
 @pytest.mark.parametrize("seed", range(5))
 def test_optunas_draws_are_points_of_the_frontier_space(seed):
-    from tuning import space as space_module
-    from tuning.size import estimate_int8_bytes
+    from mnist_opt.tuning import space as space_module
+    from mnist_opt.tuning.size import estimate_int8_bytes
 
     space = space_module.load(hv.SPACE)
     trial = _Trial(seed)

@@ -1,10 +1,9 @@
-import keras
 import numpy as np
 import pytest
 
-from export import bridge
+from mnist_opt.export import bridge
 from mnist_opt.errors import BridgeMismatch
-from tuning.architecture import BASELINE, build_cnn
+from mnist_opt.tuning.architecture import BASELINE, build_cnn
 
 
 def _inputs(seed, n=64):

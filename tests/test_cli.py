@@ -30,7 +30,7 @@ def test_tune_has_an_option_for_every_setting(seed):
 
     import typer.main
 
-    from tuning.config import CLI_HIDDEN, TuneConfig
+    from mnist_opt.tuning.config import CLI_HIDDEN, TuneConfig
 
     options = {o for p in typer.main.get_command(app).commands["tune"].params for o in p.opts}
     for f in fields(TuneConfig):

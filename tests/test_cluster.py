@@ -4,8 +4,8 @@ import gzip
 
 import pytest
 
-from export import cluster, flatbuffer, litert, prune, quantize, tflite
-from tuning import inputs
+from mnist_opt.export import cluster, flatbuffer, litert, prune, quantize, tflite
+from mnist_opt.tuning import inputs
 
 CLUSTERS = 8
 MIN_WEIGHTS = 1000

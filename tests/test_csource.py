@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from export import csource
+from mnist_opt.export import csource
 
 MAIN = """#include <cstdint>
 #include <cstdio>

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from mnist_opt.errors import DataError
-from tuning import data
+from mnist_opt import data
 
 
 def test_bundled_copy_is_mnist(seed):

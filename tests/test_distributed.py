@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 
 from mnist_opt import runtime
 from mnist_opt.cli import app
-from tuning import distributed
-from tuning.config import TuneConfig
-from tuning.distributed import SILENT_MIN, parse_address, silent_workers
+from mnist_opt.tuning import distributed
+from mnist_opt.tuning.config import TuneConfig
+from mnist_opt.tuning.distributed import SILENT_MIN, parse_address, silent_workers
 from mnist_opt.errors import InputError
 
 SEARCH = ["--space", "tiny", "--tuner", "random", "--max-trials", "4", "--max-epochs", "1", "--final-epochs", "1",
@@ -181,7 +181,7 @@ def test_workers_are_started_with_the_chiefs_search_settings(tmp_path, monkeypat
 
 
 def test_a_pareto_search_runs_with_two_workers_and_the_chief_retrains_each_budget(tmp_path):
-    from tuning import pareto
+    from mnist_opt.tuning import pareto
 
     run_dir = tmp_path / "run"
     proc = mnist_opt("tune", "--space", "tiny", "--tuner", "pareto", "--max-trials", "6", "--max-epochs", "3",

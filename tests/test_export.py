@@ -7,7 +7,7 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 from typer.testing import CliRunner
 
-from export.config import VARIANTS
+from mnist_opt.export.config import VARIANTS
 from mnist_opt.cli import app
 
 
@@ -136,7 +136,7 @@ def test_a_full_disk_exits_1_leaves_no_partial_file_and_a_rerun_completes(seed, 
 
 
 def test_micro_keeps_only_the_sources_of_listed_variants_that_run(tmp_path):
-    from export.export import tidy_micro
+    from mnist_opt.export.export import tidy_micro
 
     micro_dir = tmp_path / "micro"
     micro_dir.mkdir()

@@ -3,7 +3,7 @@
 import numpy as np
 import tf_keras
 
-from export import flatbuffer, tflite
+from mnist_opt.export import flatbuffer, tflite
 
 
 def test_kernels_report_the_zeros_and_values_that_were_put_there():

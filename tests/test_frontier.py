@@ -2,16 +2,16 @@
 
 import json
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import FRONTIER_BUDGETS
+from conftest import FRONTIER_BUDGETS, litert_accuracy
 from mnist_opt import rundir
 from mnist_opt.cli import app
 from mnist_opt.workflow import FRONTIER_VARIANTS, configs
-from tuning import frontier
-from tuning.search import merit
+from mnist_opt.tuning import frontier
+from mnist_opt.tuning.select import merit
+from mnist_opt.export.file_size import int8_bytes
 
 
 def _record(i, acc, est, params=1000):
@@ -41,16 +41,6 @@ def test_a_larger_budget_with_a_smaller_ones_model_reuses_its_directory():
     entries = frontier.plan(records, (8, 32), lambda r: r["est_int8_bytes"])
     assert [e["trial_id"] for e in entries] == ["0", "0"]
     assert [e["dir"] for e in entries] == ["frontier/8kb", "frontier/8kb"]
-
-
-def test_the_size_is_the_trained_models_file(small_legacy_model):
-    """Sizes are measured by converting the model with random weights: a trained model's file is as large."""
-    from export.tflite import convert
-    from tuning import inputs
-
-    model, values, x, *_ = small_legacy_model
-    representative = inputs.to_inputs(x[:20]).numpy()
-    assert frontier.int8_bytes(values, representative) == len(convert(model, "int8", representative))
 
 
 def test_budgets_make_a_pareto_run_within_the_largest_budget():
@@ -87,30 +77,16 @@ def test_every_budget_has_a_file_within_it_or_a_reason(frontier_run):
 
 
 def test_frontier_accuracy_equals_an_independent_litert_loop(frontier_run):
-    from ai_edge_litert.interpreter import Interpreter
-
-    from tuning.data import load_test
-
     run_dir, _ = frontier_run
-    x, y = load_test()
-    for row in json.loads((run_dir / "report.json").read_text())["frontier"]:
-        if "file" not in row:
-            continue
-        interpreter = Interpreter(model_path=str(run_dir / row["file"]))
-        interpreter.allocate_tensors()
-        inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-        scale, zero = inp["quantization"]
-        right = 0
-        for image, label in zip(x, y):
-            q = np.clip(np.round(image.astype(np.float32) / 255.0 / scale + zero), -128, 127).astype(np.int8)
-            interpreter.set_tensor(inp["index"], q.reshape(1, 28, 28, 1))
-            interpreter.invoke()
-            right += int(interpreter.get_tensor(out["index"])[0].argmax() == label)
-        assert right / len(y) == row["test_accuracy"]
+    rows = [r for r in json.loads((run_dir / "report.json").read_text())["frontier"] if "file" in r]
+    assert rows
+    for row in rows:
+        assert litert_accuracy(run_dir / row["file"]) == row["test_accuracy"]
 
 
 def test_each_budgets_trial_is_the_best_on_validation_that_fits(frontier_run):
-    from tuning import data, inputs
+    from mnist_opt import data
+    from mnist_opt.tuning import inputs
 
     run_dir, output = frontier_run
     doc = rundir.frontier(run_dir)
@@ -124,7 +100,7 @@ def test_each_budgets_trial_is_the_best_on_validation_that_fits(frontier_run):
         chosen = next(t for t in trials if t["id"] == e["trial_id"])
         for t in trials:  # every trial better on validation is over the budget
             if merit(t) > merit(chosen) and t["est_int8_bytes"] <= e["budget_kb"] * 1024 * frontier.ESTIMATE_SLACK:
-                assert frontier.int8_bytes(t["hyperparameters"], representative) > e["budget_kb"] * 1024
+                assert int8_bytes(t["hyperparameters"], representative) > e["budget_kb"] * 1024
     assert not (run_dir / rundir.BEST_MODEL).exists()  # a frontier run has no single winner
     assert "retraining trial" in output
 
@@ -147,7 +123,7 @@ def test_a_rerun_retrains_nothing_and_keeps_the_exports(frontier_run):
 
 
 def test_serve_lists_every_budgets_files(frontier_run):
-    from reports.serve import App
+    from mnist_opt.inference.serve import App
 
     run_dir, _ = frontier_run
     app_ = App(run_dir, latency_runs=5)

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import tf_keras
 
-from tuning import space
-from tuning.architecture import BASELINE, build_cnn
-from tuning.hypermodel import CNNHyperModel, sample
-from tuning.size import count_params, estimate_int8_bytes
+from mnist_opt.tuning import space
+from mnist_opt.tuning.architecture import BASELINE, build_cnn
+from mnist_opt.tuning.hypermodel import CNNHyperModel, sample
+from mnist_opt.tuning.size import ESTIMATE_ERROR, count_params, estimate_int8_bytes
 
 
 def corner_values(space_name: str, which: str) -> dict:
@@ -78,17 +78,18 @@ def test_filters_are_declared_per_existing_block(seed):
 def test_int8_size_estimate_is_within_5_percent_of_the_real_file(seed, values):
     """--max-kb and the Pareto search trust this estimate: check it against the converter's file (with
     random weights, as large as the trained model's: tests/test_frontier.py)."""
-    from tuning.frontier import int8_bytes
+    from mnist_opt.export.file_size import int8_bytes
 
     representative = np.random.default_rng(seed).random((20, 28, 28, 1), dtype="float32")
     real = int8_bytes(values, representative)
-    assert abs(estimate_int8_bytes(values) - real) <= 0.05 * real, (estimate_int8_bytes(values), real)
+    assert abs(estimate_int8_bytes(values) - real) <= ESTIMATE_ERROR * real, (estimate_int8_bytes(values), real)
 
 
 def test_batch_norm_models_can_be_judged_after_one_short_epoch(seed):
     """Hyperband ranks models after an epoch or two: the moving statistics must be usable by then."""
-    from tuning import data, inputs
-    from tuning.architecture import compile_model
+    from mnist_opt import data
+    from mnist_opt.tuning import inputs
+    from mnist_opt.tuning.architecture import compile_model
 
     split = data.load_split(seed)
     idx = data.stratified_indices(split.y_train, 4000, seed)
@@ -119,7 +120,7 @@ def _variables_made_in_steps(model, fit) -> list[str]:
 
 def test_compiled_model_makes_no_variable_in_its_first_step():
     """A variable made in a traced step makes TensorFlow trace it twice: for every trial, seconds."""
-    from tuning.architecture import compile_model
+    from mnist_opt.tuning.architecture import compile_model
 
     values = dict(BASELINE, batch_norm=True)
     x = np.random.default_rng(0).random((16, 28, 28, 1), dtype="float32")
@@ -136,8 +137,8 @@ def test_compiled_model_makes_no_variable_in_its_first_step():
 
 def test_loaded_weights_bring_back_adams_state(tmp_path):
     """Adam is built at compile time, so a checkpoint's Adam state loads with its weights (the search
-    makes a promoted trial's Adam afresh: TrialRecorder._build_hypermodel)."""
-    from tuning.architecture import compile_model
+    makes a promoted trial's Adam afresh: FreshOptimizer._build_hypermodel)."""
+    from mnist_opt.tuning.architecture import compile_model
 
     values = dict(BASELINE)
     x = np.random.default_rng(0).random((16, 28, 28, 1), dtype="float32")
@@ -159,8 +160,8 @@ def test_fused_batch_norm_trains_as_keras_does(seed):
     """The fused kernel is a faster route to Keras' own batch norm: same output, gradients and moving averages."""
     import tensorflow as tf
 
-    from tuning.architecture import BN_MOMENTUM
-    from tuning.fused_bn import FusedBatchNormalization
+    from mnist_opt.tuning.architecture import BN_MOMENTUM
+    from mnist_opt.tuning.fused_bn import FusedBatchNormalization
 
     x = tf.constant(np.random.default_rng(seed).normal(2.0, 3.0, (8, 7, 7, 5)).astype("float32"))
     layers = [cls(momentum=BN_MOMENTUM) for cls in (keras.layers.BatchNormalization, FusedBatchNormalization)]
@@ -198,8 +199,8 @@ def test_only_models_built_to_train_have_fused_batch_norm(seed):
 def test_fused_batch_norm_in_mixed_bfloat16_matches_keras(seed, channels):
     import tensorflow as tf
 
-    from tuning.architecture import BN_MOMENTUM
-    from tuning.fused_bn import FusedBatchNormalization
+    from mnist_opt.tuning.architecture import BN_MOMENTUM
+    from mnist_opt.tuning.fused_bn import FusedBatchNormalization
 
     x = tf.cast(np.random.default_rng(seed).normal(2.0, 3.0, (8, 7, 7, channels)), tf.bfloat16)
     layers = [cls(momentum=BN_MOMENTUM, dtype="mixed_bfloat16")

@@ -1,7 +1,7 @@
 import numpy as np
 import tensorflow as tf
 
-from tuning import inputs
+from mnist_opt.tuning import inputs
 
 
 def _digits(n=16):

@@ -3,7 +3,7 @@
 import keras_tuner
 import pytest
 
-from tuning import oracles, pareto
+from mnist_opt.tuning import oracles, pareto
 
 STARTS = ({"x": 0.25}, {"x": 0.75})
 

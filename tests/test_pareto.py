@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from tuning import pareto
+from mnist_opt.tuning import pareto
 
 
 def _points(seed: int, n: int = 40) -> list[tuple[float, float]]:

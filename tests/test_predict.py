@@ -7,9 +7,9 @@ from typer.testing import CliRunner
 
 from mnist_opt.cli import app
 from mnist_opt.errors import InputError
-from reports.evaluate import Model
-from reports.predict import load_gray, predict, preprocess
-from tuning.data import load_test
+from mnist_opt.inference.model import Model
+from mnist_opt.inference.predict import load_gray, predict, preprocess
+from mnist_opt.data import load_test
 
 N = 20
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from export import prune
-from tuning import inputs
+from mnist_opt.export import prune
+from mnist_opt.tuning import inputs
 
 
 @pytest.mark.parametrize("target", [0.5, 0.8])

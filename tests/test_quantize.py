@@ -3,9 +3,9 @@ import pytest
 import tensorflow_model_optimization as tfmot
 import tf_keras
 
-from export import prune, quantize
-from tuning import inputs
-from tuning.architecture import BASELINE, build_cnn
+from mnist_opt.export import prune, quantize
+from mnist_opt.tuning import inputs
+from mnist_opt.tuning.architecture import BASELINE, build_cnn
 
 
 def test_qat_keeps_the_zeros_of_pruning(seed, small_legacy_model):

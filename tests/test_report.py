@@ -3,31 +3,13 @@ import re
 
 import numpy as np
 import pytest
-from ai_edge_litert.interpreter import Interpreter
 from typer.testing import CliRunner
 
 from mnist_opt.cli import app
-from reports.plots import pareto
-from reports.report import recommendation_rule, recommend
-from tuning.data import load_test
-
-
-def _litert_accuracy(path) -> float:
-    """An independent LiteRT loop: one image at a time, quantizing by hand."""
-    x, y = load_test()
-    interpreter = Interpreter(model_path=str(path))
-    interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    images = x.astype(np.float32)[..., None] / 255.0
-    if inp["dtype"] == np.int8:
-        scale, zero = inp["quantization"]
-        images = np.clip(np.round(images / scale + zero), -128, 127).astype(np.int8)
-    correct = 0
-    for image, label in zip(images, y):
-        interpreter.set_tensor(inp["index"], image[None])
-        interpreter.invoke()
-        correct += int(interpreter.get_tensor(out["index"])[0].argmax() == label)
-    return correct / len(y)
+from mnist_opt.reports.plots import pareto
+from mnist_opt.reports.variants import recommendation_rule, recommend
+from conftest import AGREEMENT_IMAGES, litert_accuracy
+from mnist_opt.tuning.size import ESTIMATE_ERROR
 
 
 def test_report_accuracies_are_what_the_files_give(seed, quick_run):
@@ -38,7 +20,7 @@ def test_report_accuracies_are_what_the_files_give(seed, quick_run):
     exported = [v["name"] for v in json.loads((run_dir / "export" / "manifest.json").read_text())["variants"]]
     assert set(rows) == {"baseline", "tuned", *exported} and "int8" in exported
     for name in exported:
-        assert _litert_accuracy(run_dir / rows[name]["file"]) == rows[name]["test_accuracy"], name
+        assert litert_accuracy(run_dir / rows[name]["file"]) == rows[name]["test_accuracy"], name
         assert rows[name]["matches_manifest"] is True
 
 
@@ -56,17 +38,17 @@ def test_report_rows_are_complete_and_consistent(seed, quick_run):
     assert doc["recommended"] == recommend(doc["rows"], 0.1)
     assert set(doc["packages"]) >= {"tensorflow", "ai-edge-litert"}
     estimate = doc["int8_size_estimate"]  # what --max-kb checks, against the real file
-    assert estimate["int8_bytes"] == rows["int8"]["bytes"] and abs(estimate["error"]) <= 0.15
+    assert estimate["int8_bytes"] == rows["int8"]["bytes"] and abs(estimate["error"]) <= ESTIMATE_ERROR
 
 
 def test_int8_rows_carry_tflite_micro_figures_measured_from_the_file(seed, quick_run):
-    from export import micro
+    from mnist_opt.export import micro
 
     run_dir, _ = quick_run
     doc = json.loads((run_dir / "report.json").read_text())
     rows = {r["name"]: r for r in doc["rows"]}
     m = rows["int8"]["micro"]
-    assert m["runs"] and m["flash_bytes"] == rows["int8"]["bytes"]
+    assert m["runs"] and m["flash_bytes"] == rows["int8"]["bytes"] and m["images"] == doc["test_images"]
     assert m["arena_bytes"] == micro.arena_bytes((run_dir / rows["int8"]["file"]).read_bytes())
     assert m["agreement_with_litert_kernels"] >= 0.999 and m["agreement_with_litert"] >= 0.99
     # two runtimes that disagree on a fraction d of the images differ by at most d in accuracy
@@ -77,7 +59,8 @@ def test_int8_rows_carry_tflite_micro_figures_measured_from_the_file(seed, quick
 
 
 def test_a_file_tflite_micro_cannot_run_is_named_in_the_table_not_a_crash():
-    from reports.report import micro_cells, micro_line
+    from mnist_opt.reports.render import micro_cells
+    from mnist_opt.reports.variants import micro_line
 
     row = {"micro": {"runs": False, "flash_bytes": 1234, "arena_bytes": None, "unsupported_ops": ["TOPK_V2"],
                      "error": "TFLite Micro has no kernel for TOPK_V2", "test_accuracy": None}}
@@ -90,10 +73,10 @@ def test_markdown_and_html_are_written_and_self_contained(seed, quick_run):
     run_dir, output = quick_run
     md = (run_dir / "report.md").read_text()
     recommended = json.loads((run_dir / "report.json").read_text())["recommended"]
-    assert md.count("** ★ |") == 1 and f"| **{recommended}** ★ |" in md  # the one recommended row, marked
+    assert md.count(" ★** |") == 1 and f"| **{recommended} ★** |" in md  # the one recommended row, marked
     assert f"★ recommended: **{recommended}**" in md
     for name in ("baseline", "tuned", "int8"):
-        assert f"| {name} |" in md or f"| **{name}** ★ |" in md
+        assert f"| {name} |" in md or f"| **{name} ★** |" in md
     page = (run_dir / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3
     assert not re.search(r"(src|href)=\"(https?:)?//", page) and "http://" not in page and "https://" not in page
@@ -149,12 +132,16 @@ def test_report_max_kb_moves_the_recommendation_into_the_budget(seed, quick_run,
     before = json.loads((run_dir / "report.json").read_text())
     sizes = sorted(r["bytes"] for r in before["rows"] if r["kind"] == "tflite")
     budget = (sizes[0] + 1) / 1024  # only the smallest file fits
-    result = CliRunner().invoke(app, ["report", str(run_dir), "--latency-runs", "5", "--max-kb", f"{budget}"])
+    result = CliRunner().invoke(app, ["report", str(run_dir), "--latency-runs", "5", "--max-kb", f"{budget}",
+                                      "--micro-images", str(AGREEMENT_IMAGES)])
     assert result.exit_code == 0, result.output
     doc = json.loads((run_dir / "report.json").read_text())
     chosen = next(r for r in doc["rows"] if r["name"] == doc["recommended"])
     assert chosen["bytes"] <= budget * 1024 and doc["max_kb"] == pytest.approx(budget)
     assert "size budget" in doc["recommendation_rule"]
+    micro = [r["micro"] for r in doc["rows"] if "micro" in r]  # TFLite Micro on the first images only, said so
+    assert micro and all(m["images"] == AGREEMENT_IMAGES for m in micro)
+    assert f"on the first {AGREEMENT_IMAGES:,} of them" in (run_dir / "report.md").read_text()
 
 
 def test_run_again_skips_finished_stages_wherever_the_run_was_moved(seed, quick_run, tmp_path):
@@ -163,7 +150,8 @@ def test_run_again_skips_finished_stages_wherever_the_run_was_moved(seed, quick_
     run_dir = tmp_path / "moved"
     shutil.copytree(quick_run[0], run_dir)  # the settings saved name the old path
     before = (run_dir / "best.keras").stat().st_mtime_ns
-    result = CliRunner().invoke(app, ["run", "--preset", "quick", "--run-dir", str(run_dir), "--seed", "1234"])
+    result = CliRunner().invoke(app, ["run", "--preset", "quick", "--run-dir", str(run_dir), "--seed", "1234",
+                                      "--micro-images", str(AGREEMENT_IMAGES)])
     assert result.exit_code == 0, result.output
     assert "[1/3] tune: already done" in result.output and "[2/3] export: already done" in result.output
     assert (run_dir / "best.keras").stat().st_mtime_ns == before

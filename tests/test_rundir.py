@@ -4,11 +4,11 @@ from dataclasses import replace
 
 import pytest
 
-from export.config import ExportConfig
+from mnist_opt.export.config import ExportConfig
 from mnist_opt import rundir, runio
 from mnist_opt.errors import RunDirError
 from mnist_opt.workflow import export_done, tuning_done
-from tuning.config import TuneConfig
+from mnist_opt.tuning.config import TuneConfig
 
 
 def _tuned(run, cfg: TuneConfig):

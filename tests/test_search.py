@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from mnist_opt import runtime, workarounds
-from mnist_opt.errors import RunDirError, SearchFailed, SearchSpaceError
-from tuning import pareto, search, train
-from tuning.config import TuneConfig
-from tuning.architecture import build_cnn
-from tuning.size import count_params, estimate_int8_bytes
+from mnist_opt.tuning import pareto, search
+from mnist_opt.tuning.tune import prepare_run_dir
+from mnist_opt.tuning.config import TuneConfig
+from mnist_opt.tuning.architecture import build_cnn
+from mnist_opt.tuning.size import count_params, estimate_int8_bytes
 
 
 def _cfg(tmp_path, **kw):
@@ -88,69 +88,12 @@ def test_tensorboard_logs_every_epoch_and_does_no_work_per_batch(seed, tmp_path,
     assert {"epoch_loss", "epoch_accuracy"} <= _event_tags(tmp_path / "tb" / "train")
 
 
-def test_over_budget_trials_are_skipped_untrained(seed, tmp_path):
-    with pytest.raises(SearchFailed, match=r"no trial completed \(0 failed, 2 skipped\).*> --max-params 10"):
-        search.tune(_cfg(tmp_path, max_params=10))
-    trials = json.loads((tmp_path / "run" / "trials.json").read_text())
-    assert [t["status"] for t in trials] == ["skipped", "skipped"]
-    assert all(t["params"] > 10 and t["seconds"] < 5 for t in trials)
-
-
-def test_failing_trials_are_recorded_and_the_first_error_reported(seed, tmp_path, monkeypatch):
-    def broken(*args, **kwargs):
-        raise RuntimeError("input pipeline exploded")
-
-    monkeypatch.setattr(search.inputs, "dataset", broken)
-    with pytest.raises(SearchFailed, match="first error: RuntimeError: input pipeline exploded"):
-        search.tune(_cfg(tmp_path, max_trials=3))
-    trials = json.loads((tmp_path / "run" / "trials.json").read_text())
-    assert [t["status"] for t in trials] == ["failed"] * 3
-    assert not (tmp_path / "run" / "best.keras").exists()
-
-
-def test_resuming_with_other_settings_is_refused_and_writes_nothing(seed, smoke_run, tmp_path):
-    run_dir, _ = smoke_run
-    before = (run_dir / "config.json").read_bytes()
-    cfg = TuneConfig(tuner="hyperband", seed=99, run_dir=str(run_dir))
-    with pytest.raises(RunDirError) as info:
-        search.tune(cfg)
-    assert "seed: 1234 -> 99" in str(info.value) and "tuner: 'random' -> 'hyperband'" in str(info.value)
-    assert "--overwrite" in str(info.value)
-    assert (run_dir / "config.json").read_bytes() == before
-
-
-def test_bad_inputs_write_nothing(seed, tmp_path):
-    bad_space = tmp_path / "bad.toml"
-    bad_space.write_text("[hyperparameters]\ndropout = 2.0\n")
-    with pytest.raises(SearchSpaceError):
-        search.tune(_cfg(tmp_path, space=str(bad_space)))
-    assert not (tmp_path / "run").exists()
-    (tmp_path / "file").write_text("x")
-    with pytest.raises(RunDirError, match="is not a directory"):
-        search.tune(_cfg(tmp_path, run_dir=str(tmp_path / "file")))
-
-
-def test_nan_loss_fails_the_trial_early(seed, tmp_path, monkeypatch):
-    real = search.inputs.stream  # the trials' training data
-
-    def poisoned(x, y, *args, **kwargs):
-        # NaN labels, not images: whether ReLU passes a NaN image on depends on the CPU's kernels.
-        return real(x, y, *args, **kwargs).map(lambda images, labels: (images, labels * float("nan")))
-
-    monkeypatch.setattr(search.inputs, "stream", poisoned)
-    first_call = train.STEPS_PER_EXECUTION - 1  # the last batch of the first call into TensorFlow
-    with pytest.raises(SearchFailed, match=f"first error: FloatingPointError: loss became nan at batch {first_call};"):
-        search.tune(_cfg(tmp_path, max_trials=2, max_epochs=3))
-    trials = json.loads((tmp_path / "run" / "trials.json").read_text())
-    assert [t["status"] for t in trials] == ["failed", "failed"]
-    assert all(t["epochs"] == 3 and t["val_accuracy"] is None for t in trials)
-
-
 def test_hyperband_trains_the_best_first_model_on_from_its_checkpoint(seed, tmp_path, monkeypatch):
     """The default tuner at max_epochs 3 (on the tiny space, whose models train fastest): the space's two
     starting points for 3 epochs, three one-epoch trials, then the best one's model trained on for
     epochs 2 and 3 from its own weights, not built afresh."""
-    from tuning import data, space as space_module
+    from mnist_opt import data
+    from mnist_opt.tuning import space as space_module
 
     loaded, real_load = [], keras.Model.load_weights
 
@@ -168,7 +111,7 @@ def test_hyperband_trains_the_best_first_model_on_from_its_checkpoint(seed, tmp_
     monkeypatch.setattr(keras.Model, "fit", fit)
     cfg = _cfg(tmp_path, tuner="hyperband", max_trials=6, max_epochs=3)
     space = space_module.load(cfg.space)
-    records = search.search(cfg, space, data.load_split(cfg.seed), search.prepare_run_dir(cfg, {}))
+    records = search.search(cfg, space, data.load_split(cfg.seed), prepare_run_dir(cfg, {}))
     assert [r["status"] for r in records] == ["completed"] * 6
     assert [r["start"] for r in records] == [True, True, False, False, False, False]
     assert [r["hyperparameters"] for r in records[:2]] == list(space.starts)
@@ -177,16 +120,17 @@ def test_hyperband_trains_the_best_first_model_on_from_its_checkpoint(seed, tmp_
     parent = max(records[2:5], key=lambda r: r["val_accuracy"])  # Keras Tuner ranks by score alone
     assert records[5]["hyperparameters"] == parent["hyperparameters"]
     assert any(f"trial_{parent['id']}" in path for path in loaded)  # its weights, not a fresh model
-    assert steps_before == [0] * 6  # and Adam afresh, not the parent's state (see TrialRecorder._build_hypermodel)
+    assert steps_before == [0] * 6  # and Adam afresh, not the parent's state (see FreshOptimizer._build_hypermodel)
 
 
 def _search_records(tmp_path, name, seed_value):
-    from tuning import data, space as space_module
+    from mnist_opt import data
+    from mnist_opt.tuning import space as space_module
 
     cfg = _cfg(tmp_path, seed=seed_value, max_trials=3, run_dir=str(tmp_path / name))
     split = data.load_split(cfg.seed)
     registered = workarounds.custom_gradients()
-    records = search.search(cfg, space_module.load(cfg.space), split, search.prepare_run_dir(cfg, {}))
+    records = search.search(cfg, space_module.load(cfg.space), split, prepare_run_dir(cfg, {}))
     assert workarounds.custom_gradients() == registered  # trials leave no graphs behind (see workarounds.released_custom_gradients)
     assert all(r["rss_mib"] > 0 for r in records)
     return [(r["id"], r["status"], r["hyperparameters"], r["val_accuracy"]) for r in records]
@@ -235,40 +179,14 @@ def test_killed_search_resumes_without_retraining_finished_trials(seed, tmp_path
     assert (run_dir / "best.keras").exists()
 
 
-def test_ctrl_c_exits_130_keeps_finished_trials_and_prints_the_resume_command(seed, tmp_path):
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    run_dir = tmp_path / "run"
-    # `mnist-opt tune ...`, with Ctrl-C handled as in a terminal: a shell's background job (as CI may
-    # run the tests) starts with SIGINT ignored, and Python would keep it ignored.
-    command = [sys.executable, "-c", "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
-               "from mnist_opt.cli import main; main()",
-               "tune", "--tuner", "random", "--max-trials", "3", "--max-epochs", "1", "--train-subset", "1000",
-               "--seed", str(seed), "--run-dir", str(run_dir)]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    trials_path, deadline = run_dir / "trials.json", time.time() + 300
-    while time.time() < deadline and not (trials_path.exists() and json.loads(trials_path.read_text())):
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, out + err
-    assert "interrupted; finished work is kept. Resume with:" in err
-    assert f"--run-dir {run_dir}" in err.splitlines()[-1] and "Traceback" not in err
-    assert json.loads(trials_path.read_text()) and not (run_dir / "best.keras").exists()
-    assert not [p.name for p in run_dir.rglob("*") if ".tmp" in p.name]  # no half-written file
-
-
 def test_max_kb_skips_models_over_the_budget_before_training(seed, tmp_path):
     """Every completed trial's estimated int8 file fits the budget; every skipped one does not."""
-    from tuning import data, space
+    from mnist_opt import data
+    from mnist_opt.tuning import space
 
     budget = 40  # the second starting point fits, the first does not
     cfg = _cfg(tmp_path, space="default", max_trials=6, max_kb=budget, seed=3)
-    records = search.search(cfg, space.load(cfg.space), data.load_split(cfg.seed), search.prepare_run_dir(cfg, {}))
+    records = search.search(cfg, space.load(cfg.space), data.load_split(cfg.seed), prepare_run_dir(cfg, {}))
     trials = json.loads((tmp_path / "run" / "trials.json").read_text())
     assert trials == records and len(trials) == 6
     assert {"completed", "skipped"} <= {t["status"] for t in trials}
@@ -296,12 +214,13 @@ def test_every_tuner_trains_the_starts_first_and_no_starts_leaves_them_out(seed,
     from typer.testing import CliRunner
 
     from mnist_opt.cli import app
-    from tuning import data, space as space_module
+    from mnist_opt import data
+    from mnist_opt.tuning import space as space_module
 
     space, split, lines = space_module.load("tiny"), data.load_split(0), []
     for tuner in ("random", "bayesian"):
         cfg = _cfg(tmp_path, tuner=tuner, max_trials=3, run_dir=str(tmp_path / tuner))
-        records = search.search(cfg, space, split, search.prepare_run_dir(cfg, {}), lines.append)
+        records = search.search(cfg, space, split, prepare_run_dir(cfg, {}), lines.append)
         assert [(r["status"], r["start"]) for r in records] == [("completed", True)] * 2 + [("completed", False)]
         assert [r["hyperparameters"] for r in records[:2]] == list(space.starts)
         assert records[2]["hyperparameters"] not in space.starts
@@ -316,110 +235,15 @@ def test_every_tuner_trains_the_starts_first_and_no_starts_leaves_them_out(seed,
 
 
 def test_search_minutes_starts_no_trial_after_the_budget(seed, tmp_path):
-    from tuning import data, space
+    from mnist_opt import data
+    from mnist_opt.tuning import space
 
     cfg = _cfg(tmp_path, max_trials=4, search_minutes=0.001)  # 0.06 s: spent by the first trial
     split, lines = data.load_split(cfg.seed), []
-    records = search.search(cfg, space.load(cfg.space), split, search.prepare_run_dir(cfg, {}), lines.append)
+    records = search.search(cfg, space.load(cfg.space), split, prepare_run_dir(cfg, {}), lines.append)
     assert [r["status"] for r in records] == ["completed"] and records[0]["epochs_run"] == 1
     assert any("search stopped: the trials took" in line and "--search-minutes budget is 0.001" in line
                for line in lines)
     # Resumed, with the budget spent: no trial is trained.
-    again = search.search(cfg, space.load(cfg.space), split, search.prepare_run_dir(cfg, {}), lines.append)
+    again = search.search(cfg, space.load(cfg.space), split, prepare_run_dir(cfg, {}), lines.append)
     assert again == records
-
-
-def test_winner_is_the_best_model_that_can_be_retrained_in_time():
-    def record(id_, acc):
-        return {"id": id_, "val_accuracy": acc, "params": 1000}
-
-    slow, fast, faster = record("0", 0.99), record("1", 0.98), record("2", 0.97)
-    table = {"0": 54.0, "1": 10.8, "2": 5.4}  # minutes to retrain
-    asked = []
-    minutes = lambda r: asked.append(r["id"]) or table[r["id"]]  # noqa: E731
-    cfg = lambda **kw: TuneConfig(final_epochs=3, **kw)  # noqa: E731
-    assert search.winner([fast, slow, faster], cfg(), minutes) is slow  # no budget: the best
-    assert asked == []  # and nothing measured
-    lines = []
-    assert search.winner([fast, slow, faster], cfg(final_minutes=15), minutes, lines.append) is fast
-    assert lines and "trial 0 would take ~54.0 min to retrain, 0.8 of 3 epochs" in lines[0]
-    assert "taking trial 1" in lines[0]
-    assert asked == ["0", "1"]  # measured in rank order, only until one fits
-    assert search.winner([fast, slow, faster], cfg(final_minutes=60), minutes) is slow
-    # Half the epochs fit: the best is kept, and the retrain stops in time by itself.
-    assert search.winner([fast, slow, faster], cfg(final_minutes=27), minutes) is slow
-    assert search.winner([fast, slow, faster], cfg(final_minutes=26.9), minutes) is fast
-    # Nothing fits: the best, left to the retrain's own time limit.
-    assert search.winner([fast, slow], cfg(final_minutes=1), minutes) is slow
-
-
-def test_retrain_minutes_are_measured_at_the_retrain_batch_size(seed, monkeypatch):
-    from tuning import data
-
-    seen = []
-    monkeypatch.setattr(train, "seconds_per_image", lambda values, split, batch_size: seen.append(batch_size) or 1e-3)
-    split = data.load_split(seed)
-    cfg = TuneConfig(trial_batch_size=32, batch_size=128, final_epochs=3)
-    minutes = search.retrain_minutes({"hyperparameters": {}}, cfg, split)
-    assert seen == [128] and minutes == pytest.approx(1e-3 * len(split.y_train) * 3 / 60)
-
-
-def test_trial_epochs_draw_on_through_the_whole_train_split(seed):
-    # Each image carries its own index in two pixels, so every batch says which images it holds.
-    n = 2000
-    x = np.zeros((n, 28, 28), "uint8")
-    x[:, 0, 0], x[:, 0, 1] = np.arange(n) % 256, np.arange(n) // 256
-    y = np.arange(n) % 10
-    ds, steps = search.trial_data((x, y), TuneConfig(train_subset=400, trial_batch_size=100, batch_size=7), {}, seed)
-    assert steps == 4
-    epochs = []
-    for images, _ in ds.take(6 * steps).batch(steps):  # one element per trial epoch
-        pixels = np.rint(images.numpy().reshape(-1, 28, 28)[:, 0, :2] * 255).astype(int)
-        epochs.append(set(pixels[:, 0] + 256 * pixels[:, 1]))
-    assert all(len(e) == 400 for e in epochs)
-    # The first five epochs are one pass: every image once, none twice; the sixth starts a new pass.
-    assert set().union(*epochs[:5]) == set(range(n))
-    assert epochs[5] != epochs[0]
-
-
-def test_trial_epochs_are_whole_calls_into_tensorflow():
-    # Keras runs whole calls of steps_per_execution batches on an endless stream: an epoch asked
-    # for 5 batches would train 8 and report 8, so the epoch is 8 to begin with.
-    x, y = np.zeros((2000, 28, 28), "uint8"), np.zeros(2000, "int64")
-    _, steps = search.trial_data((x, y), TuneConfig(train_subset=500, trial_batch_size=100), {}, 0)
-    assert steps % train.STEPS_PER_EXECUTION == 0 and steps >= 5
-    assert steps - 5 < train.STEPS_PER_EXECUTION
-
-
-def test_tuning_and_the_retrain_never_read_the_test_split(seed, tmp_path, monkeypatch):
-    """Noise in place of the 10,000 test images changes nothing the tuning stage makes, and the
-    stage never asks for them: selection and the retrain see train and validation only."""
-    import keras
-    import numpy as np
-
-    from tuning import data
-
-    def outputs(name):
-        result = search.tune(_cfg(tmp_path, run_dir=str(tmp_path / name), seed=seed))
-        trials = [(r["hyperparameters"], r["val_accuracy"]) for r in json.loads((result.run_dir / "trials.json").read_text())]
-        return trials, result.best, keras.saving.load_model(result.run_dir / "best.keras").get_weights()
-
-    real = outputs("real")
-    load_arrays = data.load_arrays
-
-    def noisy_test(*args, **kwargs):
-        arrays, path, digest = load_arrays(*args, **kwargs)
-        rng = np.random.default_rng(0)
-        noise = {"x_test": rng.integers(0, 256, arrays["x_test"].shape, dtype=np.uint8),
-                 "y_test": rng.integers(0, 10, arrays["y_test"].shape).astype(np.uint8)}
-        return {**arrays, **noise}, path, digest
-
-    def no_test(*args, **kwargs):
-        raise AssertionError("the tuning stage asked for the test split")
-
-    monkeypatch.setattr(data, "load_arrays", noisy_test)
-    monkeypatch.setattr(data, "load_test", no_test)
-    noisy = outputs("noisy")
-    assert noisy[0] == real[0] and noisy[1] == real[1]
-    for a, b in zip(noisy[2], real[2]):
-        np.testing.assert_array_equal(a, b)

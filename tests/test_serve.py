@@ -17,10 +17,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from mnist_opt.cli import app as cli
-from reports.evaluate import Model
-from reports.predict import classify
-from reports.serve import MAX_BODY, App, make_server
-from tuning.data import load_test
+from mnist_opt.inference.model import Model
+from mnist_opt.inference.predict import classify
+from mnist_opt.inference.serve import MAX_BODY, App, make_server
+from mnist_opt.data import load_test
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; `make test` installs it
 
@@ -294,7 +294,7 @@ def test_connections_past_the_cap_get_503_and_the_cap_holds(server):
 
 
 def test_a_host_other_than_loopback_is_warned_about(quick_run, monkeypatch):
-    import reports.serve as serve_module
+    import mnist_opt.inference.serve as serve_module
 
     run_dir, _ = quick_run
 
@@ -311,7 +311,7 @@ def test_a_host_other_than_loopback_is_warned_about(quick_run, monkeypatch):
 
 def test_serving_tflite_files_imports_no_tensorflow(quick_run):
     run_dir, _ = quick_run
-    code = ("import sys; from reports.serve import App, make_server; app = App(sys.argv[1], latency_runs=5); "
+    code = ("import sys; from mnist_opt.inference.serve import App, make_server; app = App(sys.argv[1], latency_runs=5); "
             "make_server(app, port=0).server_close(); "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'tf_keras', 'keras_tuner'}))")
     out = subprocess.run([sys.executable, "-c", code, str(run_dir)], capture_output=True, text=True, timeout=120)

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from mnist_opt.errors import SearchSpaceError
-from tuning import space
+from mnist_opt.tuning import space
 
 GOOD = """
 [hyperparameters]
@@ -79,7 +79,7 @@ def test_starts_parse_into_flat_values_the_space_allows(seed):
 
 
 def test_the_default_space_starts_from_small_batch_norm_gap_designs(seed):
-    from tuning.size import estimate_int8_bytes
+    from mnist_opt.tuning.size import estimate_int8_bytes
 
     starts = space.load("default").starts
     assert len(starts) == 2

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from export import litert, tflite
-from tuning import inputs
+from mnist_opt.export import litert, tflite
+from mnist_opt.tuning import inputs
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,9 @@ import json
 import keras
 
 from mnist_opt.errors import RunDirError
-from tuning import data, train
-from tuning.architecture import BASELINE
+from mnist_opt import data
+from mnist_opt.tuning import train
+from mnist_opt.tuning.architecture import BASELINE
 
 import pytest
 

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import keras
 
-from tuning.fused_bn import FusedBatchNormalization
-from tuning.space import PARAMS
+from mnist_opt import workarounds
+from mnist_opt.tuning.fused_bn import FusedBatchNormalization
+from mnist_opt.tuning.space import PARAMS
 
 NUM_CLASSES = 10
 INPUT_SHAPE = (28, 28, 1)
 
-# Keras' default 0.99 needs hundreds of steps before the moving statistics are usable: after one
-# epoch on 10,000 images a batch-norm CNN scored 11% on validation (93% with 0.9), so Hyperband's
-# short first rounds threw out every batch-norm model. 0.9 settles within ~50 steps.
+# Keras' default 0.99 needs hundreds of steps before the moving statistics are usable: one-epoch
+# trials scored batch-norm models near chance, so Hyperband's short first rounds threw them all out
+# (docs/experiments.md). 0.9 settles within ~50 steps.
 BN_MOMENTUM = 0.9
 
 # The original project's CNN (Conv2D + MaxPooling, Flatten, Dense softmax),
@@ -83,7 +84,9 @@ def build_cnn(values: dict, k=keras, dtype: str | None = None, fused_bn: bool = 
     d = {} if dtype is None else {"dtype": dtype}  # for every layer but the output
     x = inputs = k.Input(shape=INPUT_SHAPE, name="image")
     bn = v["batch_norm"]
-    BatchNorm = FusedBatchNormalization if fused_bn and k is keras else L.BatchNormalization
+    # The fused layer only where its probe passes; else Keras' own, with a warning (workaround 'fused-batch-norm').
+    fused = fused_bn and k is keras and bn and workarounds.require("fused-batch-norm")
+    BatchNorm = FusedBatchNormalization if fused else L.BatchNormalization
     for kind, name, kernel, stride, filters in layer_plan(v):
         if kind == "pool":
             x = L.MaxPooling2D(2, name=name, **d)(x)
@@ -114,7 +117,7 @@ def compile_model(model, values: dict, k=keras, learning_rate=None, steps_per_ex
     """Adam (or `optimizer`) and smoothed cross-entropy on one-hot labels, with accuracy.
 
     With Keras 3, Adam's slots are made here, not in the first training step: a variable made
-    inside a traced step makes TensorFlow trace the step twice, 0.4-0.7 s a model here. The
+    inside a traced step makes TensorFlow trace the step twice (docs/performance.md). The
     metric is named for the same reason ("accuracy" is resolved, and made, at the first step).
     """
     model.compile(

@@ -24,15 +24,15 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 import grpc
-from keras_tuner.src import protos
-from keras_tuner.src.distribute.oracle_chief import OracleServicer, exit_chief
-from keras_tuner.src.engine import trial as trial_module
+from keras_tuner.engine import trial as trial_module
 
-from mnist_opt import runio
+from mnist_opt import runio, workarounds
 from mnist_opt.errors import InputError
-from tuning import pareto
-from tuning.config import CLI_HIDDEN, TuneConfig
-from tuning.search import Log, TuneResult, finish, make_tuner, search, start
+from mnist_opt.tuning import pareto
+from mnist_opt.tuning.config import CLI_HIDDEN, TuneConfig
+from mnist_opt.tuning.search import search
+from mnist_opt.tuning.tune import FileBytes, Log, TuneResult, check_file_bytes, finish, start
+from mnist_opt.tuning.tuners import make_tuner, require_workarounds
 
 TICK = 0.2  # seconds between the chief's checks
 RESTARTS = 1  # a worker that dies is started again this many times, then its trial is failed
@@ -57,30 +57,36 @@ def worker(cfg: TuneConfig, address: str, worker_id: str, log: Log = lambda line
     host, port = parse_address(address, "--worker")
     if not worker_id or worker_id.startswith("chief") or "/" in worker_id:
         raise InputError(f"--worker-id {worker_id!r}: give each worker a name of its own, e.g. worker0")
+    require_workarounds(cfg)  # before the run directory is touched: a changed Keras Tuner stops here, named
     _set_role(worker_id, host, port)
     space, split, run_dir = start(replace(cfg, overwrite=False), write=False)  # a worker never clears a run
     records = search(cfg, space, split, run_dir, log, trials_path=run_dir / "workers" / f"{worker_id}.json")
     return {s: sum(r["status"] == s for r in records) for s in ("completed", "failed", "skipped")}
 
 
-def chief(cfg: TuneConfig, address: str, log: Log = lambda line: None, workers: int = 0) -> TuneResult:
+def chief(cfg: TuneConfig, address: str, log: Log = lambda line: None, workers: int = 0,
+          file_bytes: FileBytes | None = None) -> TuneResult:
     """Serve the oracle until the search is over, then retrain the best trial like a one-process search.
 
     With `workers`, also start that many worker processes on this machine and watch them.
+    `file_bytes`: as for `tuning.tune.tune`, needed with budgets.
     """
     host, port = parse_address(address, "--chief", any_port=True)
+    check_file_bytes(cfg, file_bytes)
+    require_workarounds(cfg)  # before the run directory is touched: a changed Keras Tuner stops here, named
+    workarounds.require("keras-tuner-chief")
     _set_role("chief", host, port)
     space, split, run_dir = start(cfg)
     tuner = make_tuner(cfg, space, run_dir)
     tuner.setup(cfg, split, run_dir, log)
     oracle = tuner.oracle
-    oracle.verbose = oracle._display.verbose = 0
+    oracle.verbose = 0  # its display: the chief logs the trials itself
     tuner.save()
 
-    servicer = OracleServicer(oracle)
+    service = workarounds.OracleService(oracle)
     # One thread: the Pareto oracle's promotion swaps scores while it chooses (workarounds.hyperband_promotes_by).
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    service.add_to(server)
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError:
@@ -95,15 +101,15 @@ def chief(cfg: TuneConfig, address: str, log: Log = lambda line: None, workers: 
     failed: dict[str, str] = {}
     first_seen: dict[str, float] = {}
     try:
-        while not (servicer.stop_triggered and exit_chief(oracle)):
+        while not service.over():
             time.sleep(TICK)
             if pool:
                 gone = pool.check()
             else:  # remote workers: only once no trials are left to hand out does a silent one hold things up
-                gone = silent_workers(oracle, run_dir, first_seen) if servicer.stop_triggered else []
+                gone = silent_workers(oracle, run_dir, first_seen) if service.stopping else []
             for tuner_id, message in gone:
                 failed.update(fail(oracle, tuner_id, message))
-            if pool and pool.all_exited() and not oracle.ongoing_trials:
+            if pool and pool.all_exited() and not workarounds.ongoing_trials(oracle):
                 break  # every worker ended (each stops itself after repeated failures)
     except BaseException:  # Ctrl-C or a crash: the workers go too; a rerun resumes from the oracle's state
         if pool:
@@ -116,13 +122,13 @@ def chief(cfg: TuneConfig, address: str, log: Log = lambda line: None, workers: 
     records = pareto.annotate(collect(tuner, run_dir, failed))
     runio.write_json(run_dir / "trials.json", records)
     log(f"chief: search over, {len(records)} trials")
-    return finish(cfg, space, split, run_dir, records, log)
+    return finish(cfg, space, split, run_dir, records, log, file_bytes)
 
 
 def fail(oracle, tuner_id: str, message: str) -> dict:
     """End `tuner_id`'s trial as failed and forget the worker, so the chief can finish."""
-    trial = oracle.ongoing_trials.get(tuner_id)
-    oracle.tuner_ids.discard(tuner_id)
+    trial = workarounds.ongoing_trials(oracle).get(tuner_id)
+    workarounds.forget_worker(oracle, tuner_id)
     if trial is None:
         return {}
     trial.status, trial.message = trial_module.TrialStatus.FAILED, message
@@ -135,13 +141,13 @@ def silent_workers(oracle, run_dir: Path, first_seen: dict[str, float]) -> list[
 
     A chief cannot see a remote worker's process; a worker that died leaves its trial open for good.
     """
-    if not oracle.ongoing_trials:
+    if not workarounds.ongoing_trials(oracle):
         return []
     ended = [r.get("seconds") or 0 for r in _worker_records(run_dir).values()]
     limit = max(SILENT_MIN, SILENT_FACTOR * max(ended, default=0))
     now = time.time()
     gone = []
-    for tuner_id, trial in list(oracle.ongoing_trials.items()):
+    for tuner_id, trial in list(workarounds.ongoing_trials(oracle).items()):
         began = first_seen.setdefault(trial.trial_id, now)
         if now - began > limit:
             gone.append((tuner_id, f"worker {tuner_id} sent no result for {now - began:.0f} s after the last "

@@ -5,7 +5,7 @@
                             so that `export` and `report` work on it as on any tuned run
 
 A budget's model is the trial with the best validation accuracy (then fewer parameters) whose int8
-file fits: its exact size, from converting the model with random weights (`int8_bytes`), not the
+file fits: its exact size, from converting the model with random weights (`file_bytes`, passed in), not the
 estimate the search ranks by. A larger budget whose best model is a smaller budget's reuses that one.
 Selection reads validation accuracy only. Each chosen trial is retrained for the epochs that fit in
 --final-minutes: unlike the one winner of a plain search, it is not passed over for a faster one,
@@ -19,16 +19,21 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from mnist_opt import rundir, runio
+import numpy as np
+
+from mnist_opt import data, rundir, runio
 from mnist_opt.errors import RunDirError
-from tuning import data, inputs
-from tuning.config import TuneConfig
+from mnist_opt.tuning import inputs
+from mnist_opt.tuning.config import TuneConfig
+from mnist_opt.tuning.retrain import retrain
+from mnist_opt.tuning.select import merit
+from mnist_opt.tuning.size import ESTIMATE_ERROR
 
 Log = Callable[[str], None]
 KB = 1024  # bytes: budgets are in KB of the int8 file's raw bytes, what flash holds
-# Trials estimated up to this much over a budget are converted to learn their exact size: the
-# estimate is within 5% of the file on every layer kind (tests/test_layer_kinds.py, test_hypermodel.py).
-ESTIMATE_SLACK = 1.06
+# Trials estimated up to this much over a budget are converted to learn their exact size: a little
+# more than the estimate's promised error.
+ESTIMATE_SLACK = 1 + ESTIMATE_ERROR + 0.01
 CALIBRATION_IMAGES = 20  # what the size conversion calibrates on: the size does not depend on it
 
 
@@ -37,32 +42,12 @@ def name(budget_kb: float) -> str:
     return f"{budget_kb:g}kb"
 
 
-def int8_bytes(values: dict, representative) -> int:
-    """The size of the full-integer .tflite file of `build_cnn(values)`, converted with random weights.
-
-    Not with its initial weights: the converter stores equal constant tensors once, so the zero biases
-    of an untrained model made its file 740-880 bytes smaller than the trained one's.
-    """
-    import numpy as np
-    import tf_keras
-
-    from export.tflite import convert
-    from tuning.architecture import build_cnn
-
-    model = build_cnn(values, tf_keras)
-    rng = np.random.default_rng(0)
-    model.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(w.dtype) for w in model.get_weights()])
-    return len(convert(model, "int8", representative))
-
-
 def choose(completed: list[dict], budget_bytes: int, size: Callable[[dict], int]) -> dict | None:
     """The best completed trial whose int8 file is at most `budget_bytes` (`size(record)`), or None.
 
     `size` is asked only for trials whose estimate is within ESTIMATE_SLACK of the budget, best first,
     until one fits.
     """
-    from tuning.search import merit  # as the one winner of a plain search: val accuracy, then fewer params
-
     for record in sorted(completed, key=merit, reverse=True):
         if record["est_int8_bytes"] <= budget_bytes * ESTIMATE_SLACK and size(record) <= budget_bytes:
             return record
@@ -110,17 +95,19 @@ def retrained(out_dir: Path, record: dict, config: dict) -> bool:
             and best["trial_id"] == record["id"] and best["hyperparameters"] == record["hyperparameters"])
 
 
-def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, completed: list[dict], counts: dict,
-           minutes: Callable[[dict], float], log: Log):
-    """Choose each budget's trial, retrain each chosen trial once, write frontier.json."""
-    from tuning.search import TuneResult, retrain
+def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, completed: list[dict],
+           minutes: Callable[[dict], float], file_bytes: Callable[[dict, np.ndarray], int], log: Log) -> dict:
+    """Choose each budget's trial, retrain each chosen trial once, write frontier.json and return it.
 
+    `file_bytes(hyperparameters, calibration images)`: a design's exact int8 file size (the export
+    stage's `mnist_opt.export.file_size.int8_bytes`, passed in: tuning comes before export).
+    """
     representative = inputs.to_inputs(split.x_train[:CALIBRATION_IMAGES]).numpy()
     sizes: dict[str, int] = {}
 
     def size(record: dict) -> int:
         if record["id"] not in sizes:
-            sizes[record["id"]] = int8_bytes(record["hyperparameters"], representative)
+            sizes[record["id"]] = file_bytes(record["hyperparameters"], representative)
         return sizes[record["id"]]
 
     entries = plan(completed, cfg.budgets, size)
@@ -150,5 +137,5 @@ def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, completed: 
             entry["val_accuracy"] = rundir.best(run_dir / entry["dir"])["val_accuracy"]
     doc = {"budgets_kb": sorted(set(cfg.budgets)), "entries": entries}
     runio.write_json(run_dir / rundir.FRONTIER, doc)
-    return TuneResult(run_dir, doc, counts)
+    return doc
 

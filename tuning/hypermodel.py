@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import keras_tuner
 
-from tuning.architecture import build_cnn, compile_model
-from tuning.space import Choice, Fixed, SearchSpace
+from mnist_opt.tuning.architecture import build_cnn, compile_model
+from mnist_opt.tuning.space import Choice, Fixed, SearchSpace
 
 
 def declare(hp: keras_tuner.HyperParameters, name: str, param):

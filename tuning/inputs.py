@@ -7,9 +7,8 @@ it costs a fraction of what Keras' augmentation layers inside the model do.
 The shuffle and the augmentation draws are seeded, so a seed fixes every epoch's batches.
 
 tf.data's autotuning is off and the parallelism fixed instead. With it on, ending an
-iterator (every epoch's end, every validation pass) waited up to 5 s for its tuning
-thread: epochs of 6,400 images took 2.0-2.9 s instead of 1.6-1.8 s here. The map
-is about 1 ms a batch, so two calls in parallel and two batches ahead keep up with any
+iterator (every epoch's end, every validation pass) waited for its tuning thread
+(docs/performance.md). Two map calls in parallel and two batches ahead keep up with any
 model this toolkit trains on 2 cores.
 """
 
@@ -87,7 +86,7 @@ def _batches(x, y, batch_size: int, aug: Augment | None, seed: int | None, endle
     """uint8 (x, y) to batches of model inputs and one-hot labels, gathered in shuffled order when seeded.
 
     Only positions are shuffled, so the shuffle buffer holds 8 bytes an image, not the image: a
-    buffer of the whole train split's images, made for every trial, grew the process 11-18 MiB a trial.
+    buffer of the whole train split's images, made for every trial, grew the process every trial.
     """
     x, y = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
     order = tf.data.Dataset.range(len(y))

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import keras_tuner
 
 from mnist_opt import workarounds
-from tuning import pareto
+from mnist_opt.tuning import pareto
 
 
 class StartsFirst:
@@ -66,15 +66,13 @@ class ParetoHyperbandOracle(HyperbandOracle):
         tie at an infinite crowding distance again and again, and the same end kept winning.
         """
         keys = {}
-        for bracket in self._brackets:
-            for done, promoted in zip(bracket["rounds"], bracket["rounds"][1:]):
-                taken = {info["past_id"] for info in promoted}
-                finished = [t for info in done
-                            if (t := self.trials.get(info["id"])) is not None and t.status == "COMPLETED"]
-                placed = pareto.order([(t.score, self.size(t.hyperparameters)) for t in finished])
-                for place, i in enumerate(placed):
-                    if finished[i].trial_id not in taken:
-                        keys[finished[i]] = -place
+        for done, taken in workarounds.hyperband_rounds(self):
+            finished = [t for trial_id in done
+                        if (t := self.trials.get(trial_id)) is not None and t.status == "COMPLETED"]
+            placed = pareto.order([(t.score, self.size(t.hyperparameters)) for t in finished])
+            for place, i in enumerate(placed):
+                if finished[i].trial_id not in taken:
+                    keys[finished[i]] = -place
         return keys
 
 

@@ -134,13 +134,13 @@ class SearchSpace:
 
 
 def builtin_names() -> list[str]:
-    return sorted(p.name[: -len(".toml")] for p in resources.files("search_spaces").iterdir()
+    return sorted(p.name[: -len(".toml")] for p in resources.files("mnist_opt.search_spaces").iterdir()
                   if p.name.endswith(".toml"))
 
 
 def resolve(name_or_path: str) -> Path:
     """A built-in space name (`default`, `tiny`) or a path to a .toml file."""
-    builtin = resources.files("search_spaces") / f"{name_or_path}.toml"
+    builtin = resources.files("mnist_opt.search_spaces") / f"{name_or_path}.toml"
     if "/" not in name_or_path and not name_or_path.endswith(".toml") and builtin.is_file():
         return Path(str(builtin))
     path = Path(name_or_path)

@@ -12,13 +12,14 @@ import keras
 
 from mnist_opt import runio, runtime
 from mnist_opt.errors import RunDirError
-from tuning import data, inputs
-from tuning.data import Split
-from tuning.architecture import BASELINE, build_cnn, compile_model
+from mnist_opt import data
+from mnist_opt.tuning import inputs
+from mnist_opt.data import Split
+from mnist_opt.tuning.architecture import BASELINE, build_cnn, compile_model
 
-TIMED_STEPS = 20  # batches timed to estimate a retrain: 0.5-5 s at batch 128, after ~2 s of tracing
-# Batches per call into TensorFlow. Each call costs some Python; 4 a call trained 5-8% more images/s at
-# batch 128 and 10-30% at batch 32 here. Callbacks that act per batch (NaN, Ctrl-C) see every 4th.
+TIMED_STEPS = 20  # batches timed to estimate a retrain, after its tracing: seconds, not minutes
+# Batches per call into TensorFlow. Each call costs some Python, and 4 a call trains more images a
+# second (docs/performance.md). Callbacks that act per batch (NaN, Ctrl-C) see every 4th.
 STEPS_PER_EXECUTION = 4
 
 

@@ -67,8 +67,8 @@ class App:
     """A run's exported models, loaded once; `classify` is safe to call from several threads."""
 
     def __init__(self, run_dir: str | Path, latency_runs: int = 200):
-        from reports.evaluate import Model
-        from tuning.data import load_test
+        from mnist_opt.data import load_test
+        from mnist_opt.inference.model import Model
 
         self.run_dir = Path(run_dir)
         sample = load_test(None)[0][0]
@@ -107,7 +107,7 @@ class App:
                 "variants": [v.info for v in self.variants.values()]}
 
     def classify(self, name: str, body: bytes) -> dict:
-        from reports.predict import classify
+        from mnist_opt.inference.predict import classify
 
         if name not in self.variants:
             raise RequestError(HTTPStatus.NOT_FOUND, f"unknown variant {name!r}; choose one of "

@@ -15,7 +15,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from mnist_opt import rundir, runio
-from reports.config import ReportConfig
+from mnist_opt.reports import plots, render, variants
+from mnist_opt.reports.config import ReportConfig
+from mnist_opt.versions import package_versions
 
 Log = Callable[[str], None]
 KB = 1024
@@ -68,10 +70,6 @@ def frontier_rows(entries: list[dict], files_by_dir: dict[str, list[dict]]) -> l
 
 def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
     """Report every budget's run, then the frontier across them; write RUN/report.json, .md, .html."""
-    from reports import plots
-    from reports.report import report as report_one
-    from tuning.search import package_versions
-
     # 1. Inputs: frontier.json, and each budget's model exported.
     run = Path(cfg.run_dir)
     frontier = rundir.frontier(run)
@@ -83,7 +81,7 @@ def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
     # 2. The baseline, trained once for the run, is every budget's first row.
     tune_cfg = rundir.tune_settings(run)
     if not (run / "baseline.keras").is_file():
-        from tuning.train import train_baseline
+        from mnist_opt.tuning.train import train_baseline
 
         log(f"baseline.keras missing: training the reference CNN ({cfg.baseline_epochs} epochs)")
         train_baseline(run, cfg.baseline_epochs, tune_cfg["seed"], tune_cfg["data"], log, cfg.baseline_images)
@@ -96,7 +94,7 @@ def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
     files, reports = {}, {}
     for kb, sub in dirs:
         log(f"frontier {kb:g} KB: measuring {sub}")
-        doc = report_one(replace(cfg, run_dir=str(sub), max_kb=kb), log)
+        doc = variants.report(replace(cfg, run_dir=str(sub), max_kb=kb), log)
         key = str(sub.relative_to(run))
         files[key] = int8_files(kb, doc)
         reports[key] = {"recommended": doc["recommended"], "report": f"{key}/report.html"}
@@ -107,7 +105,7 @@ def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
     doc = {"run_dir": str(run), "budgets_kb": frontier["budgets_kb"], "frontier": rows,
            "files": [f for fs in files.values() for f in fs], "reports": reports,
            "settings": {"report": cfg.to_dict(), "tune": tune_cfg}, "packages": package_versions()}
-    table = markdown_table(rows)
+    table = render.markdown_table(HEAD, [cells(r) for r in rows])
     runio.write_json(run / rundir.REPORT, doc)
     runio.write_text(run / "report.md", f"# mnist-opt frontier: {run}\n\n{table}\n\n{NOTE}\n")
     runio.write_text(run / "report.html", to_html(doc, plots.frontier(trials, doc["files"], rows)))
@@ -132,21 +130,10 @@ def cells(row: dict) -> list[str]:
             f"{row['arena_bytes']:,}" if row["arena_bytes"] else "-"]
 
 
-def markdown_table(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
-    return "\n".join(lines + ["| " + " | ".join(cells(r)) + " |" for r in rows])
-
-
 def to_html(doc: dict, plot: bytes) -> str:
-    from reports.report import STYLE, _img
-
-    body = ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells(r)) + "</tr>" for r in doc["frontier"]]
     links = "".join(f'<li><a href="{html.escape(r["report"])}">{html.escape(k)}</a>: recommended '
                     f'{html.escape(str(r["recommended"]))}</li>' for k, r in doc["reports"].items())
-    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>mnist-opt frontier</title>"
-            f"<style>{STYLE}</style></head><body>\n<h1>mnist-opt frontier</h1>\n"
-            f"<p>{html.escape(doc['run_dir'])}: {html.escape(NOTE)}</p>\n"
-            "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in HEAD) + "</tr>\n" + "\n".join(body)
-            + "</table>\n"
-            + _img(plot, "the accuracy-size frontier") + "\n"
-            f"<p>Each budget's report:</p><ul>{links}</ul>\n</body></html>\n")
+    table = render.html_table(HEAD, [cells(r) for r in doc["frontier"]])
+    return render.page("mnist-opt frontier", [f"{doc['run_dir']}: {NOTE}"], table,
+                       [render.img(plot, "the accuracy-size frontier")],
+                       after=f"<p>Each budget's report:</p><ul>{links}</ul>\n")

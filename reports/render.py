@@ -1,0 +1,62 @@
+"""How the reports look: one place turns rows into table cells, markdown and self-contained html."""
+
+from __future__ import annotations
+
+import base64
+import html
+
+STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+         "td:first-child,th:first-child{text-align:left}tr.rec{background:#fff6d5;font-weight:bold}"
+         "img{max-width:100%;margin:1em 0}")
+
+# A run's table: one row per model (reports.variants).
+HEAD = ("model", "kind", "test acc %", "params", "bytes", "gzip bytes", "vs float32", "sparsity",
+        "agrees w/ tuned %", "median µs", "p95 µs", "flash bytes", "arena bytes", "TFLM acc %")
+
+
+def cells(r: dict, recommended: str | None) -> list[str]:
+    """A run's row as both tables show it; the recommended model is starred."""
+    ratio = f"{r['size_vs_float32']:.2f}x" if r["size_vs_float32"] else "-"
+    return [r["name"] + (" ★" if r["name"] == recommended else ""), r["kind"], f"{100 * r['test_accuracy']:.2f}",
+            f"{r['params']:,}", f"{r['bytes']:,}", f"{r['gzip_bytes']:,}", ratio, f"{r['sparsity']:.2f}",
+            f"{100 * r['agreement_with_tuned']:.2f}", f"{r['median_us']:,.0f}", f"{r['p95_us']:,.0f}",
+            *micro_cells(r)]
+
+
+def micro_cells(row: dict) -> list[str]:
+    """flash bytes, arena bytes, TFLite Micro accuracy: '-' for rows that are not full-integer files."""
+    m = row.get("micro")
+    if m is None:
+        return ["-", "-", "-"]
+    if not m["runs"]:
+        return [f"{m['flash_bytes']:,}", "-", "cannot run: " + (", ".join(m["unsupported_ops"]) or m["error"])]
+    return [f"{m['flash_bytes']:,}", f"{m['arena_bytes']:,}", f"{100 * m['test_accuracy']:.2f}"]
+
+
+def markdown_table(head, rows: list[list[str]], highlight: list[bool] | None = None) -> str:
+    """A markdown table; a highlighted row's first cell is bold."""
+    highlight = highlight or [False] * len(rows)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join([f"**{r[0]}**" if h else r[0], *r[1:]]) + " |"
+                               for r, h in zip(rows, highlight)])
+
+
+def html_table(head, rows: list[list[str]], highlight: list[bool] | None = None) -> str:
+    highlight = highlight or [False] * len(rows)
+    body = [("<tr class=\"rec\">" if h else "<tr>") + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+            for r, h in zip(rows, highlight)]
+    return ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>\n"
+            + "\n".join(body) + "</table>")
+
+
+def img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def page(title: str, paragraphs: list[str], table: str, figures: list[str], after: str = "") -> str:
+    """A self-contained html page: title, paragraphs (escaped), the table, figures, and `after` (html)."""
+    text = "".join(f"<p>{html.escape(p)}</p>\n" for p in paragraphs if p)
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n{text}{table}\n"
+            + "\n".join(figures) + f"\n{after}</body></html>\n")

@@ -1,0 +1,225 @@
+"""The report of one tuned and exported run: every model measured now, on the 10,000 MNIST test images.
+
+    RUN/report.json   every figure, each file's sha256, settings and package versions
+    RUN/report.md     the table, the recommended variant flagged
+    RUN/report.html   the table and the figures, self-contained (opens offline)
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+from mnist_opt import rundir, runio
+from mnist_opt.data import load_test
+from mnist_opt.inference.model import Model
+from mnist_opt.reports import plots, render
+from mnist_opt.reports.config import ReportConfig
+from mnist_opt.reports.evaluate import scores
+from mnist_opt.versions import package_versions
+
+Log = Callable[[str], None]
+
+
+def check_inputs(cfg: ReportConfig) -> dict:
+    run = Path(cfg.run_dir)
+    rundir.require(run, rundir.EXPORTED, f"run `mnist-opt run --run-dir {run}` (or `tune` and `export`) first")
+    runio.check_writable(run)
+    return {"best": rundir.best(run), "tune": rundir.tune_settings(run), "manifest": rundir.manifest(run)}
+
+
+def exported_files(rows: list[dict], max_kb: float | None = None) -> list[dict]:
+    """The rows of exported files; with a budget, only those of at most `max_kb` KB."""
+    return [r for r in rows if r["kind"] == "tflite" and (max_kb is None or r["bytes"] <= max_kb * 1024)]
+
+
+def recommend(rows: list[dict], window: float, max_kb: float | None = None) -> str | None:
+    """The smallest exported file within `window` points of the best exported accuracy.
+
+    With a budget, only files of at most `max_kb` KB compete; if none fits, the smallest file.
+    """
+    size = lambda r: (r["bytes"], r["gzip_bytes"])  # noqa: E731
+    exported = exported_files(rows, max_kb) or sorted(exported_files(rows), key=size)[:1]
+    if not exported:
+        return None
+    best = max(r["test_accuracy"] for r in exported)
+    close = [r for r in exported if 100 * (best - r["test_accuracy"]) <= window + 1e-9]
+    return min(close, key=size)["name"]
+
+
+def recommendation_rule(window: float, max_kb: float | None, rows: list[dict]) -> str:
+    rule = f"smallest exported file within {window} points of the best exported test accuracy"
+    if max_kb is None:
+        return rule
+    if exported_files(rows, max_kb):
+        return f"{rule}, among files of at most {max_kb:g} KB (the size budget)"
+    return f"no exported file fits the size budget of {max_kb:g} KB: the smallest one"
+
+
+def size_estimate(best: dict, rows: list[dict]) -> dict | None:
+    """The int8 size estimated before training (what --max-kb checks) against the real int8 file."""
+    int8 = next((r for r in rows if r["name"] == "int8"), None)
+    if int8 is None or "hyperparameters" not in best:
+        return None
+    from mnist_opt.tuning.size import estimate_int8_bytes
+
+    estimated = estimate_int8_bytes(best["hyperparameters"])
+    return {"estimated_bytes": estimated, "int8_bytes": int8["bytes"],
+            "error": (estimated - int8["bytes"]) / int8["bytes"]}
+
+
+def micro_scores(model: bytes, x_test, y_test, litert_predicted, images: int | None = None) -> dict:
+    """A full-integer file in TFLite Micro: whether it runs, its arena, test accuracy, agreement with LiteRT.
+
+    Agreement is given twice: with the LiteRT run the table's accuracy comes from (XNNPACK, as LiteRT
+    runs by default) and with LiteRT's own fixed-point kernels, which TFLite Micro's mirror.
+    `images`: the first that many test images only (None: all of them).
+    """
+    from mnist_opt.export import litert, micro
+    from mnist_opt.inference.model import to_inputs
+
+    check = micro.check(model)
+    out = {"runs": check["runs"], "flash_bytes": len(model), "arena_bytes": check["arena_bytes"],
+           "unsupported_ops": check["unsupported_ops"], "error": check["error"], "test_accuracy": None,
+           "agreement_with_litert": None, "agreement_with_litert_kernels": None, "images": None}
+    if check["runs"]:
+        x_test, y_test, litert_predicted = x_test[:images], y_test[:images], litert_predicted[:images]
+        out["images"] = int(len(y_test))
+        x = to_inputs(x_test)
+        predicted = micro.predict(model, x, check["arena_bytes"]).argmax(1)
+        kernels = litert.predict(model, x, xnnpack=False).argmax(1)
+        out.update(test_accuracy=float((predicted == y_test).mean()),
+                   agreement_with_litert=float((predicted == litert_predicted).mean()),
+                   agreement_with_litert_kernels=float((predicted == kernels).mean()))
+    return out
+
+
+def micro_line(row: dict) -> str:
+    m = row.get("micro")
+    if m is None:
+        return ""
+    if not m["runs"]:
+        return f"  TFLite Micro: cannot run it ({m['error']})"
+    return (f"  TFLite Micro {100 * m['test_accuracy']:.2f}% (agrees with LiteRT on "
+            f"{100 * m['agreement_with_litert']:.2f}%, with its kernels without XNNPACK on "
+            f"{100 * m['agreement_with_litert_kernels']:.2f}%), arena {m['arena_bytes']:,} bytes")
+
+
+def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
+    """Measure every model of the run on the test set; write report.json, report.md, report.html."""
+    # 1. Inputs: a tuned and exported run; the baseline is trained if missing.
+    docs = check_inputs(cfg)
+    run_dir = Path(cfg.run_dir)
+    tune_cfg = docs["tune"]
+    if not (run_dir / "baseline.keras").is_file():
+        from mnist_opt.tuning.train import train_baseline
+
+        log(f"baseline.keras missing: training the reference CNN ({cfg.baseline_epochs} epochs)")
+        train_baseline(run_dir, cfg.baseline_epochs, tune_cfg["seed"], tune_cfg["data"], log, cfg.baseline_images)
+
+    # 2. The models, in table order, each loaded from its file.
+    entries = [("baseline", run_dir / "baseline.keras", None), ("tuned", run_dir / rundir.BEST_MODEL, None)]
+    entries += [(v["name"], run_dir / "export" / v["file"], v) for v in docs["manifest"]["variants"]]
+    x_test, y_test = load_test(tune_cfg["data"])
+
+    # 3. Measure: test accuracy, agreement with the tuned model, size, latency.
+    rows, predictions = [], {}
+    for name, path, entry in entries:
+        model = Model(path)
+        predicted = model.probabilities(x_test).argmax(1)
+        predictions[name] = predicted
+        data = model.bytes
+        digest = hashlib.sha256(data).hexdigest()
+        row = {
+            "name": name,
+            "kind": model.kind,
+            "file": str(path.relative_to(run_dir)),
+            "sha256": digest,
+            "matches_manifest": None if entry is None else digest == entry["sha256"],
+            "test_accuracy": None,
+            "params": model.keras.count_params() if model.kind == "keras" else docs["best"]["params"],
+            "bytes": len(data),
+            "gzip_bytes": len(gzip.compress(data, 9)),
+            "sparsity": 0.0 if entry is None else entry["sparsity"],
+            "quantization": "none" if entry is None else entry["quantization"],
+            **model.latency_us(x_test[0], cfg.latency_runs, cfg.warmup_runs),
+        }
+        s = scores(y_test, predicted)
+        row.update(test_accuracy=s["accuracy"], per_class_accuracy=s["per_class_accuracy"], confusion=s["confusion"])
+        if row["quantization"] == "int8":
+            row["micro"] = micro_scores(data, x_test, y_test, predicted, cfg.micro_images)
+        rows.append(row)
+        log(f"measured {name:<16} test accuracy {100 * row['test_accuracy']:.2f}%  "
+            f"{row['bytes']:>9,} bytes  median {row['median_us']:,.0f} us{micro_line(row)}")
+    float_bytes = next((r["bytes"] for r in rows if r["name"] == "float32"), None)
+    for row in rows:
+        row["agreement_with_tuned"] = float((predictions[row["name"]] == predictions["tuned"]).mean())
+        row["size_vs_float32"] = row["bytes"] / float_bytes if float_bytes else None
+
+    # 4. Write: json (everything), markdown (the table), html (table and figures).
+    max_kb = cfg.max_kb if cfg.max_kb is not None else tune_cfg.get("max_kb")
+    recommended = recommend(rows, cfg.accuracy_window, max_kb)
+    doc = {
+        "run_dir": str(run_dir),
+        "test_images": int(len(y_test)),
+        "recommended": recommended,
+        "recommendation_rule": recommendation_rule(cfg.accuracy_window, max_kb, rows),
+        "max_kb": max_kb,
+        "int8_size_estimate": size_estimate(docs["best"], rows),
+        "rows": rows,
+        "settings": {"report": cfg.to_dict(), "tune": tune_cfg, "export": docs["manifest"]["settings"]},
+        "best_hparams": docs["best"],
+        "packages": package_versions(),
+    }
+    trials = runio.read_json(run_dir / rundir.TRIALS) if (run_dir / rundir.TRIALS).is_file() else []
+    table = render.markdown_table(render.HEAD, [render.cells(r, recommended) for r in rows],
+                                  highlight=[r["name"] == recommended for r in rows])
+    runio.write_json(run_dir / "report.json", doc)
+    runio.write_text(run_dir / "report.md", markdown(doc, table))
+    runio.write_text(run_dir / "report.html", to_html(doc, trials))
+    doc["table"] = table
+    return doc
+
+
+def markdown(doc: dict, table: str) -> str:
+    best = doc["best_hparams"]
+    return (f"# mnist-opt report: {doc['run_dir']}\n\n"
+            f"Measured on the {doc['test_images']:,} MNIST test images, from the files on disk.\n\n"
+            f"{table}\n\n★ recommended: **{doc['recommended']}** ({doc['recommendation_rule']}).\n\n"
+            f"Tuned model: trial {best['trial_id']}, {best['params']:,} parameters, "
+            f"validation accuracy {100 * best['val_accuracy']:.2f}%.\n\n{estimate_line(doc)}"
+            f"Latency: batch of 1 on this CPU, {doc['settings']['report']['latency_runs']:,} timed runs after "
+            f"{doc['settings']['report']['warmup_runs']} warm-up runs. TFLM: the full-integer files run in TFLite "
+            f"Micro's host interpreter on {micro_images(doc)}; flash bytes are the C array's (export/micro/), the "
+            f"arena the smallest that allocates. Per-class accuracy, confusion matrices, "
+            f"sha256 of every file, settings and package versions are in report.json.\n")
+
+
+def micro_images(doc: dict) -> str:
+    n = doc["settings"]["report"].get("micro_images")
+    return "the same images" if n is None or n >= doc["test_images"] else f"the first {n:,} of them"
+
+
+def estimate_line(doc: dict) -> str:
+    e = doc.get("int8_size_estimate")
+    if not e:
+        return ""
+    return (f"Size estimate made before training (what `--max-kb` checks): {e['estimated_bytes']:,} bytes; "
+            f"the real int8.tflite: {e['int8_bytes']:,} bytes ({100 * e['error']:+.1f}%).\n\n")
+
+
+def to_html(doc: dict, trials: list[dict]) -> str:
+    rows = doc["rows"]
+    rec = next((r for r in rows if r["name"] == doc["recommended"]), rows[-1])
+    figures = [
+        render.img(plots.accuracy_vs_size(rows, doc["recommended"]), "accuracy vs size"),
+        render.img(plots.search_history(trials), "validation accuracy over the search"),
+        render.img(plots.confusion(rec["confusion"], f"confusion matrix: {rec['name']}"), "confusion matrix"),
+    ]
+    table = render.html_table(render.HEAD, [render.cells(r, doc["recommended"]) for r in rows],
+                              highlight=[r["name"] == doc["recommended"] for r in rows])
+    intro = (f"{doc['run_dir']}: measured on the {doc['test_images']:,} MNIST test images, from the files on disk. "
+             f"★ recommended: {doc['recommended']} ({doc['recommendation_rule']}).")
+    return render.page("mnist-opt report", [intro, estimate_line(doc).strip()], table, figures)

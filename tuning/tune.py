@@ -1,0 +1,145 @@
+"""The tuning stage, top to bottom: inputs, run directory, search, winner, retrain. Everything it writes goes
+under the run directory:
+
+    tuner/              Keras Tuner state (what a resumed search reloads)
+    tensorboard/        one log directory per trial, with HParams
+    trials.json         every trial: status, start, hyperparameters, epochs, val_accuracy, params,
+                        est_int8_bytes, pareto_rank, seconds, error, ...
+    best_hparams.json   the winner's hyperparameters
+    best.keras          the winner, retrained on the whole train split
+    config.json         resolved settings, package versions, seed, data hash
+    frontier.json, frontier/   with --budgets, instead of best.*: one model per size budget (`tuning.frontier`)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mnist_opt import data, rundir, runio, runtime
+from mnist_opt.errors import RunDirError, SearchFailed
+from mnist_opt.tuning import frontier, space as space_module
+from mnist_opt.tuning.config import TuneConfig
+from mnist_opt.tuning.retrain import retrain
+from mnist_opt.tuning.search import search
+from mnist_opt.tuning.select import merit, retrain_minutes, winner
+from mnist_opt.tuning.tuners import require_workarounds
+from mnist_opt.versions import package_versions
+
+OUTPUTS = ("tuner", "tensorboard", rundir.TRIALS, rundir.BEST_HPARAMS, rundir.BEST_MODEL, rundir.CONFIG,
+           rundir.FRONTIER, "frontier")
+
+Log = Callable[[str], None]
+# The exact size of a design's file, from its hyperparameters and calibration images: what a frontier
+# run's budgets are checked against. A later stage makes files, so the caller passes it in.
+FileBytes = Callable[[dict, np.ndarray], int]
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    run_dir: Path
+    counts: dict  # trials per status
+    best: dict | None = None  # the best_hparams.json document; None for a frontier run
+    frontier: dict | None = None  # the frontier.json document of a run tuned with --budgets
+
+
+def prepare_run_dir(cfg: TuneConfig, settings: dict) -> Path:
+    """Make the run directory ready: new, resumed (same settings), or cleared (--overwrite)."""
+    run_dir = Path(cfg.run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"run directory {run_dir}: exists and is not a directory; "
+                          "pass --run-dir with a new or existing directory")
+    config_path = run_dir / rundir.CONFIG
+    if cfg.overwrite:
+        for name in OUTPUTS:
+            target = run_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+    elif config_path.exists():
+        before = runio.read_json(config_path).get("search", {})
+        diff = [f"{k}: {before.get(k)!r} -> {settings.get(k)!r}"
+                for k in sorted(set(before) | set(settings)) if before.get(k) != settings.get(k)]
+        if diff:
+            raise RunDirError(f"run directory {run_dir} holds a search with other settings ("
+                              + "; ".join(diff) + "); pass --overwrite to start it again, "
+                              "or choose a new --run-dir")
+    runio.check_writable(run_dir)
+    return run_dir
+
+
+def tune(cfg: TuneConfig, log: Log = lambda line: None, file_bytes: FileBytes | None = None) -> TuneResult:
+    """The tuning stage: search, check the trials, retrain the winner, save.
+
+    `file_bytes` measures a design's exact file size; a run with --budgets needs it
+    (`mnist_opt.workflow.tune` passes the export stage's).
+    """
+    check_file_bytes(cfg, file_bytes)
+    require_workarounds(cfg)  # a library that changed is refused before the run directory is touched
+    space, split, run_dir = start(cfg)
+    records = search(cfg, space, split, run_dir, log)  # resumes where a killed one stopped
+    return finish(cfg, space, split, run_dir, records, log, file_bytes)
+
+
+def check_file_bytes(cfg: TuneConfig, file_bytes: FileBytes | None) -> None:
+    if cfg.budgets and file_bytes is None:
+        raise TypeError("a search with budgets needs file_bytes, the exact size of a design's file")
+
+
+def start(cfg: TuneConfig, write: bool = True) -> tuple:
+    """Inputs first, so that bad input writes nothing; then the run directory (new, resumed or cleared)."""
+    space = space_module.load(cfg.space)
+    split = data.load_split(cfg.seed, cfg.data)
+    precision = runtime.training_dtype() or "float32"  # $MNIST_OPT_PRECISION, checked before anything is written
+    settings = dict(cfg.search_settings(), space_sha256=_sha256(space.text), data_sha256=split.content_sha256)
+    run_dir = prepare_run_dir(cfg, settings)
+    if write:
+        runio.write_json(run_dir / rundir.CONFIG, {
+            "tune": cfg.to_dict(), "search": settings, "space_path": space.path, "data_source": split.source,
+            "precision": precision, "packages": package_versions(),
+        })
+    return space, split, run_dir
+
+
+def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, records: list[dict], log: Log,
+           file_bytes: FileBytes | None = None) -> TuneResult:
+    """Check the trials, retrain the winner on the whole train split, save best.keras."""
+    # A search with no completed trial has no result.
+    counts = {s: sum(r["status"] == s for r in records) for s in ("completed", "failed", "skipped")}
+    completed = [r for r in records if r["status"] == "completed"]
+    if not completed:
+        first = next((r["error"] for r in records if r["error"]), "no trial ran")
+        raise SearchFailed(f"no trial completed ({counts['failed']} failed, {counts['skipped']} skipped); "
+                           f"first error: {first}")
+    top = max(completed, key=merit)
+    log(f"search done: {counts['completed']} completed, {counts['failed']} failed, {counts['skipped']} skipped; "
+        f"best trial {top['id']} val_accuracy {top['val_accuracy']:.4f}")
+    # The records come ranked: search() and the distributed chief annotate them.
+    front = sorted((r for r in completed if r["pareto_rank"] == 0), key=lambda r: r["est_int8_bytes"])
+    log("Pareto front of val_accuracy and estimated int8 size: " + ", ".join(
+        f"trial {r['id']} {r['val_accuracy']:.4f} in {r['est_int8_bytes'] / 1024:.1f} KB" for r in front))
+    measured: dict[str, float] = {}  # trial id -> retrain minutes; each trial is timed once
+
+    def estimate(record: dict) -> float:
+        if record["id"] not in measured:
+            measured[record["id"]] = retrain_minutes(record, cfg, split)
+        return measured[record["id"]]
+
+    if cfg.budgets:  # one model per size budget instead of one winner
+        check_file_bytes(cfg, file_bytes)
+        doc = frontier.finish(cfg, space, split, run_dir, completed, estimate, file_bytes, log)
+        return TuneResult(run_dir, counts, frontier=doc)
+    (run_dir / rundir.FRONTIER).unlink(missing_ok=True)  # one winner now: no longer a frontier run
+    best = winner(completed, cfg, estimate, log)  # top, unless it cannot be retrained in time
+    doc = retrain(cfg, space, split, run_dir, best, estimate(best) if cfg.final_minutes is not None else None, log)
+    return TuneResult(run_dir, counts, best=doc)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
