@@ -77,6 +77,7 @@ def check_complete_run(run_dir, n=4):
     return trials
 
 
+@pytest.mark.slow
 def test_chief_and_two_workers_on_loopback(tmp_path):
     run_dir = tmp_path / "run"
     address = f"127.0.0.1:{free_port()}"
@@ -97,6 +98,7 @@ def test_chief_and_two_workers_on_loopback(tmp_path):
     assert not any(line.strip().isdigit() for o in outputs for line in o.lines)  # Keras Tuner's stray prints
 
 
+@pytest.mark.slow
 def test_a_killed_worker_does_not_hang_the_search(tmp_path):
     """SIGKILL one worker in the middle of its trial: it is started again, the trial runs again, all exit."""
     run_dir = tmp_path / "run"
@@ -180,6 +182,7 @@ def test_workers_are_started_with_the_chiefs_search_settings(tmp_path, monkeypat
     assert (address, worker_id) == ("127.0.0.1:8470", "worker0")
 
 
+@pytest.mark.slow
 def test_a_pareto_search_runs_with_two_workers_and_the_chief_retrains_each_budget(tmp_path):
     from mnist_opt.tuning import pareto
 

@@ -14,6 +14,8 @@ from mnist_opt.tuning import inputs
 from mnist_opt.tuning.architecture import BASELINE, build_cnn, compile_model
 from mnist_opt.tuning.size import ESTIMATE_ERROR, count_params, estimate_int8_bytes
 
+pytestmark = pytest.mark.slow  # each test trains models through every stage (make test-fast leaves them out)
+
 BN_GAP = dict(BASELINE, conv_blocks=2, convs_per_block=2, filters_0=16, filters_1=32, batch_norm=True,
               global_pooling=True, pool_last=False, dropout=0.1, learning_rate=3e-3)
 KINDS = {

@@ -100,6 +100,7 @@ def test_a_lock_on_a_new_directory_leaves_nothing_when_nothing_was_written(tmp_p
     assert not (tmp_path / "missing").exists()
 
 
+@pytest.mark.slow
 def test_a_second_tune_on_a_busy_run_directory_exits_2_and_the_first_finishes(tmp_path):
     import subprocess
     import sys

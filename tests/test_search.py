@@ -88,6 +88,7 @@ def test_tensorboard_logs_every_epoch_and_does_no_work_per_batch(seed, tmp_path,
     assert {"epoch_loss", "epoch_accuracy"} <= _event_tags(tmp_path / "tb" / "train")
 
 
+@pytest.mark.slow
 def test_hyperband_trains_the_best_first_model_on_from_its_checkpoint(seed, tmp_path, monkeypatch):
     """The default tuner at max_epochs 3 (on the tiny space, whose models train fastest): the space's two
     starting points for 3 epochs, three one-epoch trials, then the best one's model trained on for
@@ -136,6 +137,7 @@ def _search_records(tmp_path, name, seed_value):
     return [(r["id"], r["status"], r["hyperparameters"], r["val_accuracy"]) for r in records]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run_seed", [0, 1234])  # 0: the default, which Keras Tuner reads as "no seed"
 def test_same_seed_same_trials_other_seed_other_hyperparameters(seed, tmp_path, run_seed):
     first = _search_records(tmp_path, "a", run_seed)
@@ -144,6 +146,7 @@ def test_same_seed_same_trials_other_seed_other_hyperparameters(seed, tmp_path, 
     assert [r[2] for r in other] != [r[2] for r in first]
 
 
+@pytest.mark.slow
 def test_killed_search_resumes_without_retraining_finished_trials(seed, tmp_path):
     import os
     import signal
@@ -179,6 +182,7 @@ def test_killed_search_resumes_without_retraining_finished_trials(seed, tmp_path
     assert (run_dir / "best.keras").exists()
 
 
+@pytest.mark.slow
 def test_max_kb_skips_models_over_the_budget_before_training(seed, tmp_path):
     """Every completed trial's estimated int8 file fits the budget; every skipped one does not."""
     from mnist_opt import data
@@ -210,6 +214,7 @@ def test_max_kb_from_the_command_line(tmp_path):
     assert result.exit_code == 1 and "> --max-kb 1" in result.output and "2 skipped" in result.output
 
 
+@pytest.mark.slow
 def test_every_tuner_trains_the_starts_first_and_no_starts_leaves_them_out(seed, tmp_path):
     from typer.testing import CliRunner
 

@@ -8,6 +8,8 @@ from typer.testing import CliRunner
 
 from mnist_opt.cli import app
 
+pytestmark = pytest.mark.slow  # a Hyperband search for each case: make test-fast leaves them out
+
 SEARCH = ["tune", "--space", "tiny", "--tuner", "hyperband", "--max-trials", "4", "--max-epochs", "3",
           "--train-subset", "500", "--final-epochs", "1", "--seed", "3"]
 

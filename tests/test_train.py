@@ -56,6 +56,7 @@ def test_time_budget_stops_before_an_epoch_that_would_overrun(seed, monkeypatch)
     assert len(history.history["loss"]) == 3 and lines == []
 
 
+@pytest.mark.slow
 def test_seconds_per_image_is_measured_per_model(seed):
     split = data.load_split(seed)
     small = train.seconds_per_image(BASELINE, split, 128, steps=5)

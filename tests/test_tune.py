@@ -87,6 +87,7 @@ def test_ctrl_c_exits_130_keeps_finished_trials_and_prints_the_resume_command(se
     assert not [p.name for p in run_dir.rglob("*") if ".tmp" in p.name]  # no half-written file
 
 
+@pytest.mark.slow
 def test_tuning_and_the_retrain_never_read_the_test_split(seed, tmp_path, monkeypatch):
     """Noise in place of the 10,000 test images changes nothing the tuning stage makes, and the
     stage never asks for them: selection and the retrain see train and validation only."""
