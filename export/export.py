@@ -55,6 +55,9 @@ def check_inputs(cfg: ExportConfig) -> dict:
     if unknown or not cfg.variants:
         raise InputError(f"--variants: unknown variant {unknown[0] if unknown else '(none)'}; "
                          f"choose from {', '.join(VARIANTS)}")
+    run = Path(cfg.run_dir)
+    rundir.require(run, rundir.TUNED, f"run `mnist-opt tune --run-dir {run}` first", what="no finished tuning")
+    runio.check_writable(run)
     # The library internals the asked variants lean on, probed before any training (mnist_opt/workarounds.py).
     if any(RECIPES[v][0] == "int8" for v in cfg.variants):
         workarounds.require("tflm-flatbuffer-schema")  # each full-integer file's kernels, read from its flatbuffer
@@ -62,9 +65,6 @@ def check_inputs(cfg: ExportConfig) -> dict:
         workarounds.require("tfmot-experimental-clustering")
     if any(RECIPES[v][1] == "pruned_clustered_qat" for v in cfg.variants):
         workarounds.require("pcqat-per-layer-quantizers")
-    run = Path(cfg.run_dir)
-    rundir.require(run, rundir.TUNED, f"run `mnist-opt tune --run-dir {run}` first", what="no finished tuning")
-    runio.check_writable(run)
     return {"best": rundir.best(run), "tune": rundir.tune_settings(run)}
 
 

@@ -1,4 +1,4 @@
-"""The exact size of a design's full-integer file, before it is trained: what a frontier's budgets are checked against."""
+"""The exact size of a design's full-integer file, before it is trained: what frontier budgets are checked against."""
 
 from __future__ import annotations
 

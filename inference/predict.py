@@ -92,6 +92,6 @@ def classify(model, source, name: str, top: int = 1) -> dict:
 
 
 def predict(model, images: list, top: int = 1) -> list[dict]:
-    """Classify image files (paths) with a `reports.evaluate.Model`, in one batch: the top digits and probabilities."""
+    """Classify image files (paths) with an `inference.model.Model`, in one batch: the top digits and probabilities."""
     batch = np.stack([preprocess(load_gray(p), str(p)) for p in images])
     return [{"image": str(path), **_ranked(p, top)} for path, p in zip(images, model.probabilities(batch))]

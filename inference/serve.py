@@ -6,7 +6,7 @@
     POST /api/predict?variant=  body: a PNG/JPEG of the canvas -> top 3 digits
 
 Only the standard library serves it. Every image goes through the same
-`reports.predict.classify` as `mnist-opt predict`. Errors are JSON with a 4xx
+`inference.predict.classify` as `mnist-opt predict`. Errors are JSON with a 4xx
 status, and the server stays up.
 """
 
@@ -37,7 +37,7 @@ PAGE = Path(__file__).with_name("assets") / "draw.html"
 class Variant:
     name: str
     file: str
-    model: object  # reports.evaluate.Model
+    model: object  # inference.model.Model
     info: dict
 
 

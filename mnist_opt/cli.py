@@ -44,7 +44,7 @@ def _call(fn, *args, tensorflow: bool = True, **kwargs):
     """Run library code; turn the project's errors into a message and an exit code.
 
     `tensorflow=False` for the commands that may run on LiteRT alone: they import it only if a
-    .keras file needs it (`reports.evaluate.Model`).
+    .keras file needs it (`inference.model.Model`).
     """
     from mnist_opt import runtime
 
@@ -221,7 +221,7 @@ def report(
     run_dir: Path = typer.Argument(..., help="A tuned and exported run directory."),
     latency_runs: int = typer.Option(R.latency_runs, min=1, help="Timed batch-1 runs per model."),
     micro_images: Optional[int] = typer.Option(None, min=1, help="Run each int8 file in TFLite Micro on the "
-                                               "first N test images only (default: all; about 4.5 ms an image)."),
+                                               "first N test images only (default: all; each takes milliseconds)."),
     max_kb: Optional[float] = typer.Option(None, min=1, help="Size budget for the recommended variant "
                                            "(default: the run's tune --max-kb)."),
 ):

@@ -82,7 +82,8 @@ def training_dtype() -> str | None:
 
     $MNIST_OPT_PRECISION picks it: "auto" (the default) trains in bfloat16 where the CPU has bfloat16
     units (AVX-512 BF16, AMX) and in float32 elsewhere, where bfloat16 would be emulated; "float32" and
-    "bfloat16" force one (bfloat16's speed and accuracy as measured: docs/performance.md). Weights stay float32 either way, and trained models are handed on and saved in float32.
+    "bfloat16" force one (bfloat16's speed and accuracy as measured: docs/performance.md). Weights stay
+    float32 either way, and trained models are handed on and saved in float32.
     """
     choice = os.environ.get("MNIST_OPT_PRECISION", "auto").strip().lower() or "auto"
     if choice not in PRECISIONS:

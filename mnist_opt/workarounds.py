@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-import keras
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
@@ -157,6 +156,8 @@ def quiet_keras_tuner() -> None:
 
 
 def _probe_tensorboard() -> str | None:
+    import keras
+
     params = inspect.signature(keras.callbacks.TensorBoard.__init__).parameters
     missing = [p for p in ("log_dir", "write_graph", "profile_batch", "update_freq") if p not in params]
     if missing:
@@ -166,26 +167,34 @@ def _probe_tensorboard() -> str | None:
     return None
 
 
-class TensorBoard(keras.callbacks.TensorBoard):
+@functools.cache
+def tensorboard_class() -> type:
     """Keras' TensorBoard callback as trials use it: a log per epoch, none per batch.
 
     Keras' own, even at `update_freq="epoch"`, calls `tf.summary.scalar` for every metric after
     every batch call, with no writer to write them to (docs/performance.md). Named
     `TensorBoard`: Keras Tuner gives a callback of that class name the trial's own log directory
-    and its HParams. Trials get it through `trial_tensorboard`, which probes it first.
+    and its HParams. Trials get it through `trial_tensorboard`, which probes it first. Made on
+    first use: this module is imported where Keras is not (TensorFlow Lite Micro's workers).
     """
+    import keras
 
-    def __init__(self, log_dir: str):
-        super().__init__(log_dir, write_graph=False, profile_batch=0, update_freq="epoch")
+    class TensorBoard(keras.callbacks.TensorBoard):
+        def __init__(self, log_dir: str):
+            super().__init__(log_dir, write_graph=False, profile_batch=0, update_freq="epoch")
 
-    def on_train_batch_end(self, batch, logs=None):
-        pass
+        def on_train_batch_end(self, batch, logs=None):
+            pass
+
+    return TensorBoard
 
 
-def trial_tensorboard(log_dir: str) -> keras.callbacks.Callback:
-    """The trials' TensorBoard callback: `TensorBoard` above, or Keras' own where its probe fails."""
+def trial_tensorboard(log_dir: str):
+    """The trials' TensorBoard callback: `tensorboard_class()`'s, or Keras' own where its probe fails."""
+    import keras
+
     if require("trial-tensorboard"):
-        return TensorBoard(log_dir)
+        return tensorboard_class()(log_dir)
     return keras.callbacks.TensorBoard(log_dir)
 
 
@@ -656,6 +665,7 @@ def fused_batch_norm(layer, inputs):
 
 
 def _probe_fused_bn() -> str | None:
+    import keras
     import numpy as np
     import tensorflow as tf
 
@@ -730,10 +740,11 @@ REGISTRY: dict[str, Workaround] = {w.name: w for w in (
                "Keras 3's optimizer registers a custom gradient in TensorFlow's global gradient registry for every "
                "traced train step and never removes it (keras-team/keras#21090)",
                _probe_custom_gradients,
-               fallback="each trained model's graphs stay in memory (a model's train-step graph a trial; a long search may run out of memory)"),
+               fallback="each trained model's graphs stay in memory (a train-step graph a trial: a long search "
+                        "may run out of memory)"),
     Workaround("frozen-heap", "keras-tuner", KERAS_TUNER,
                "Keras Tuner runs gc.collect() before every trial, walking the whole TensorFlow heap",
-               _probe_gc_freeze, fallback="the search runs without freezing the heap (about 0.4 s more a trial)"),
+               _probe_gc_freeze, fallback="the search runs without freezing the heap (a little slower a trial)"),
     Workaround("hyperband-promotion", "keras-tuner", KERAS_TUNER,
                "--tuner pareto promotes by Pareto rank through Keras Tuner's HyperbandOracle, which chooses whom "
                "to promote inline by trial.score, with no hook (keras-team/keras-tuner#556, #641)",
@@ -766,7 +777,7 @@ REGISTRY: dict[str, Workaround] = {w.name: w for w in (
                "from tensorflow_model_optimization.python.core.clustering.keras.experimental",
                _probe_experimental_clustering, fallback=None),
     Workaround("fused-batch-norm", "keras", KERAS,
-               "Keras 3 trains batch norm as separate ops, not TensorFlow's fused kernel (1.3-1.8x slower on 2 cores)",
+               "Keras 3 trains batch norm as separate ops, not TensorFlow's fused kernel (slower: docs/performance.md)",
                _probe_fused_bn, fallback="models train with Keras' own BatchNormalization (slower, same results)"),
     Workaround("tflm-flatbuffer-schema", "tflite-micro", TFLITE_MICRO,
                "the export reads each .tflite file's ops and kernels with the flatbuffer schema that tflite-micro "

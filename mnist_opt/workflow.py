@@ -98,20 +98,28 @@ def export_done(cfg: ExportConfig) -> bool:
     return {e["name"] for e in previous_entries(run / "export")} == set(cfg.variants)
 
 
+def file_bytes(cfg: TuneConfig):
+    """What a search with `cfg` measures a design's exact file with: the export stage's int8 size for a
+    frontier's budgets, None otherwise (so a plain search does not load the converter)."""
+    if not cfg.budgets:
+        return None
+    from mnist_opt.export.file_size import int8_bytes
+
+    return int8_bytes
+
+
 def tune(cfg: TuneConfig, log: Log = lambda line: None):
     """The tuning stage, given the export stage's exact file size for a frontier's budgets."""
-    from mnist_opt.export.file_size import int8_bytes
     from mnist_opt.tuning.tune import tune as run_tune
 
-    return run_tune(cfg, log, int8_bytes)
+    return run_tune(cfg, log, file_bytes(cfg))
 
 
 def chief(cfg: TuneConfig, address: str, log: Log = lambda line: None, workers: int = 0):
     """A distributed search's chief (`tuning.distributed.chief`), given the exact file size as `tune` is."""
-    from mnist_opt.export.file_size import int8_bytes
     from mnist_opt.tuning.distributed import chief as run_chief
 
-    return run_chief(cfg, address, log, workers, int8_bytes)
+    return run_chief(cfg, address, log, workers, file_bytes(cfg))
 
 
 def run(preset: str, run_dir: str, seed: int | None = None, log: Log = lambda line: None,

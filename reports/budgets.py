@@ -105,7 +105,7 @@ def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
     doc = {"run_dir": str(run), "budgets_kb": frontier["budgets_kb"], "frontier": rows,
            "files": [f for fs in files.values() for f in fs], "reports": reports,
            "settings": {"report": cfg.to_dict(), "tune": tune_cfg}, "packages": package_versions()}
-    table = render.markdown_table(HEAD, [cells(r) for r in rows])
+    table = render.markdown_table(render.BUDGET_HEAD, [render.budget_cells(r) for r in rows])
     runio.write_json(run / rundir.REPORT, doc)
     runio.write_text(run / "report.md", f"# mnist-opt frontier: {run}\n\n{table}\n\n{NOTE}\n")
     runio.write_text(run / "report.html", to_html(doc, plots.frontier(trials, doc["files"], rows)))
@@ -118,22 +118,10 @@ NOTE = ("Each budget's model is the search's best on validation whose int8 file 
         "report, with every variant (pruned and clustered files, their gzip sizes), is in its directory.")
 
 
-HEAD = ("budget", "file", "bytes", "gzip bytes", "params", "test acc %", "median µs", "arena bytes")
-
-
-def cells(row: dict) -> list[str]:
-    """A frontier row as the table shows it."""
-    if "file" not in row:
-        return [f"{row['budget_kb']:g} KB", f"none fits: {row['reason']}", *["-"] * 6]
-    return [f"{row['budget_kb']:g} KB", row["file"], f"{row['bytes']:,}", f"{row['gzip_bytes']:,}",
-            f"{row['params']:,}", f"{100 * row['test_accuracy']:.2f}", f"{row['median_us']:,.0f}",
-            f"{row['arena_bytes']:,}" if row["arena_bytes"] else "-"]
-
-
 def to_html(doc: dict, plot: bytes) -> str:
     links = "".join(f'<li><a href="{html.escape(r["report"])}">{html.escape(k)}</a>: recommended '
                     f'{html.escape(str(r["recommended"]))}</li>' for k, r in doc["reports"].items())
-    table = render.html_table(HEAD, [cells(r) for r in doc["frontier"]])
-    return render.page("mnist-opt frontier", [f"{doc['run_dir']}: {NOTE}"], table,
+    table = render.html_table(render.BUDGET_HEAD, [render.budget_cells(r) for r in doc["frontier"]])
+    return render.page("mnist-opt frontier", f"<p>{html.escape(doc['run_dir'])}: {html.escape(NOTE)}</p>\n", table,
                        [render.img(plot, "the accuracy-size frontier")],
                        after=f"<p>Each budget's report:</p><ul>{links}</ul>\n")

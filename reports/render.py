@@ -15,10 +15,10 @@ HEAD = ("model", "kind", "test acc %", "params", "bytes", "gzip bytes", "vs floa
         "agrees w/ tuned %", "median µs", "p95 µs", "flash bytes", "arena bytes", "TFLM acc %")
 
 
-def cells(r: dict, recommended: str | None) -> list[str]:
-    """A run's row as both tables show it; the recommended model is starred."""
+def cells(r: dict) -> list[str]:
+    """A run's row as both tables show it."""
     ratio = f"{r['size_vs_float32']:.2f}x" if r["size_vs_float32"] else "-"
-    return [r["name"] + (" ★" if r["name"] == recommended else ""), r["kind"], f"{100 * r['test_accuracy']:.2f}",
+    return [r["name"], r["kind"], f"{100 * r['test_accuracy']:.2f}",
             f"{r['params']:,}", f"{r['bytes']:,}", f"{r['gzip_bytes']:,}", ratio, f"{r['sparsity']:.2f}",
             f"{100 * r['agreement_with_tuned']:.2f}", f"{r['median_us']:,.0f}", f"{r['p95_us']:,.0f}",
             *micro_cells(r)]
@@ -34,17 +34,32 @@ def micro_cells(row: dict) -> list[str]:
     return [f"{m['flash_bytes']:,}", f"{m['arena_bytes']:,}", f"{100 * m['test_accuracy']:.2f}"]
 
 
+# A frontier's table: one row per budget (reports.budgets).
+BUDGET_HEAD = ("budget", "file", "bytes", "gzip bytes", "params", "test acc %", "median µs", "arena bytes")
+
+
+def budget_cells(row: dict) -> list[str]:
+    """A frontier row as both tables show it."""
+    if "file" not in row:
+        return [f"{row['budget_kb']:g} KB", f"none fits: {row['reason']}", *["-"] * 6]
+    return [f"{row['budget_kb']:g} KB", row["file"], f"{row['bytes']:,}", f"{row['gzip_bytes']:,}",
+            f"{row['params']:,}", f"{100 * row['test_accuracy']:.2f}", f"{row['median_us']:,.0f}",
+            f"{row['arena_bytes']:,}" if row["arena_bytes"] else "-"]
+
+
 def markdown_table(head, rows: list[list[str]], highlight: list[bool] | None = None) -> str:
-    """A markdown table; a highlighted row's first cell is bold."""
+    """A markdown table; a highlighted row (the recommended model) is bold and starred."""
     highlight = highlight or [False] * len(rows)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    return "\n".join(lines + ["| " + " | ".join([f"**{r[0]}**" if h else r[0], *r[1:]]) + " |"
+    return "\n".join(lines + ["| " + " | ".join([f"**{r[0]}** ★" if h else r[0], *r[1:]]) + " |"
                                for r, h in zip(rows, highlight)])
 
 
 def html_table(head, rows: list[list[str]], highlight: list[bool] | None = None) -> str:
+    """An html table; a highlighted row (the recommended model) is marked and starred."""
     highlight = highlight or [False] * len(rows)
-    body = [("<tr class=\"rec\">" if h else "<tr>") + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+    body = [("<tr class=\"rec\">" if h else "<tr>")
+            + "".join(f"<td>{html.escape(c)}</td>" for c in ([f"{r[0]} ★", *r[1:]] if h else r)) + "</tr>"
             for r, h in zip(rows, highlight)]
     return ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>\n"
             + "\n".join(body) + "</table>")
@@ -54,9 +69,8 @@ def img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
-def page(title: str, paragraphs: list[str], table: str, figures: list[str], after: str = "") -> str:
-    """A self-contained html page: title, paragraphs (escaped), the table, figures, and `after` (html)."""
-    text = "".join(f"<p>{html.escape(p)}</p>\n" for p in paragraphs if p)
+def page(title: str, intro: str, table: str, figures: list[str], after: str = "") -> str:
+    """A self-contained html page: title, `intro` (html), the table, figures, and `after` (html)."""
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n{text}{table}\n"
+            f"<style>{STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n{intro}{table}\n"
             + "\n".join(figures) + f"\n{after}</body></html>\n")

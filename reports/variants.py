@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import html
 from collections.abc import Callable
 from pathlib import Path
 
-from mnist_opt import rundir, runio
+from mnist_opt import rundir, runio, workarounds
+from mnist_opt.errors import InputError
 from mnist_opt.data import load_test
 from mnist_opt.inference.model import Model
 from mnist_opt.reports import plots, render
@@ -24,10 +26,16 @@ Log = Callable[[str], None]
 
 
 def check_inputs(cfg: ReportConfig) -> dict:
+    """Refuse bad settings and unfinished runs before anything is measured; return the run's documents."""
+    if cfg.micro_images is not None and cfg.micro_images < 1:
+        raise InputError(f"--micro-images: expected a number of test images of at least 1, got {cfg.micro_images}")
     run = Path(cfg.run_dir)
     rundir.require(run, rundir.EXPORTED, f"run `mnist-opt run --run-dir {run}` (or `tune` and `export`) first")
     runio.check_writable(run)
-    return {"best": rundir.best(run), "tune": rundir.tune_settings(run), "manifest": rundir.manifest(run)}
+    manifest = rundir.manifest(run)
+    if any(v["quantization"] == "int8" for v in manifest["variants"]):
+        workarounds.require("tflm-flatbuffer-schema")  # TFLite Micro's check reads each int8 file's ops
+    return {"best": rundir.best(run), "tune": rundir.tune_settings(run), "manifest": manifest}
 
 
 def exported_files(rows: list[dict], max_kb: float | None = None) -> list[dict]:
@@ -174,7 +182,7 @@ def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
         "packages": package_versions(),
     }
     trials = runio.read_json(run_dir / rundir.TRIALS) if (run_dir / rundir.TRIALS).is_file() else []
-    table = render.markdown_table(render.HEAD, [render.cells(r, recommended) for r in rows],
+    table = render.markdown_table(render.HEAD, [render.cells(r) for r in rows],
                                   highlight=[r["name"] == recommended for r in rows])
     runio.write_json(run_dir / "report.json", doc)
     runio.write_text(run_dir / "report.md", markdown(doc, table))
@@ -218,8 +226,10 @@ def to_html(doc: dict, trials: list[dict]) -> str:
         render.img(plots.search_history(trials), "validation accuracy over the search"),
         render.img(plots.confusion(rec["confusion"], f"confusion matrix: {rec['name']}"), "confusion matrix"),
     ]
-    table = render.html_table(render.HEAD, [render.cells(r, doc["recommended"]) for r in rows],
+    table = render.html_table(render.HEAD, [render.cells(r) for r in rows],
                               highlight=[r["name"] == doc["recommended"] for r in rows])
-    intro = (f"{doc['run_dir']}: measured on the {doc['test_images']:,} MNIST test images, from the files on disk. "
-             f"★ recommended: {doc['recommended']} ({doc['recommendation_rule']}).")
-    return render.page("mnist-opt report", [intro, estimate_line(doc).strip()], table, figures)
+    intro = (f"<p>{html.escape(doc['run_dir'])}: measured on the {doc['test_images']:,} MNIST test images, "
+             f"from the files on disk. ★ recommended: <b>{html.escape(str(doc['recommended']))}</b> "
+             f"({html.escape(doc['recommendation_rule'])}).</p>\n"
+             f"<p>{html.escape(estimate_line(doc).strip())}</p>\n")
+    return render.page("mnist-opt report", intro, table, figures)

@@ -1,1 +1,1 @@
-"""Built-in search spaces: the .toml files beside this file (see tuning.space for the format)."""
+"""Built-in search spaces: the .toml files beside this file (see `mnist_opt.tuning.space` for the format)."""

@@ -11,18 +11,18 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.pop("MNIST_NPZ", None)  # tests choose their data explicitly
 
 SEED = 1234
-# Images for the checks whose claim is exact agreement (TFLite Micro against LiteRT's kernels): at
-# TFLite Micro's ~4.5 ms an image, the whole test set is the report's job, measured once.
+# Images for the checks whose claim is exact agreement (TFLite Micro against LiteRT's kernels): TFLite
+# Micro takes milliseconds an image, and the whole test set is the report's job, measured once.
 AGREEMENT_IMAGES = 1000
 
-# Test modules that share an expensive session fixture. Under xdist each worker builds the session
-# fixtures its tests use, so these modules go to one worker together and each fixture is built once
-# (3-4 minutes apiece on 2 cores). test_search.py's three smoke-search tests stay out: with its long
-# tests the group would outweigh the other worker's share, and they may build the search (a minute) again. xdist's own `xdist_group` marks do nothing under pytest 9: xdist
-# 3.8 renames `item._nodeid`, which pytest 9 no longer reads.
+# The tests that share an expensive session fixture (test modules, or a module's tests by name prefix).
+# Under xdist each worker builds the session fixtures its tests use, so each group goes to one worker
+# and each fixture is built once. xdist's own `xdist_group` marks do nothing under pytest 9: xdist 3.8
+# renames `item._nodeid`, which pytest 9 no longer reads.
 FIXTURE_GROUPS = {
     "quick_run": ("test_report.py", "test_serve.py"),
-    "smoke_export": ("test_export.py", "test_micro.py", "test_csource.py", "test_evaluate.py", "test_predict.py"),
+    "smoke_export": ("test_export.py", "test_micro.py", "test_csource.py", "test_evaluate.py", "test_predict.py",
+                     "test_search.py::test_smoke_search_", "test_tune.py::test_resuming_with_other_settings"),
     "frontier_run": ("test_frontier.py",),
 }
 
@@ -81,8 +81,10 @@ def pytest_xdist_make_scheduler(config, log):
 
     class FixtureGroups(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
-            return next((group for group, modules in FIXTURE_GROUPS.items() if module in modules), nodeid)
+            path, _, name = nodeid.partition("::")
+            test = f"{path.rsplit('/', 1)[-1]}::{name}"  # test_search.py::test_smoke_search_records_every_trial
+            return next((group for group, tests in FIXTURE_GROUPS.items()
+                         if any(test == t or test.startswith(t if "::" in t else t + "::") for t in tests)), nodeid)
 
     return FixtureGroups(config, log)
 
@@ -203,6 +205,7 @@ def frontier_run(tmp_path_factory):
     from mnist_opt.tuning.train import train_baseline
 
     train_baseline(run_dir, 1, SEED, images=2000)  # the report's first row, small (it would train 10 epochs)
-    report = runner.invoke(app, ["report", str(run_dir), "--latency-runs", "20", "--micro-images", str(AGREEMENT_IMAGES)])
+    report = runner.invoke(app, ["report", str(run_dir), "--latency-runs", "20",
+                                 "--micro-images", str(AGREEMENT_IMAGES)])
     assert report.exit_code == 0, report.output
     return run_dir, tune.output + report.output

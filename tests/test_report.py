@@ -73,10 +73,10 @@ def test_markdown_and_html_are_written_and_self_contained(seed, quick_run):
     run_dir, output = quick_run
     md = (run_dir / "report.md").read_text()
     recommended = json.loads((run_dir / "report.json").read_text())["recommended"]
-    assert md.count(" ★** |") == 1 and f"| **{recommended} ★** |" in md  # the one recommended row, marked
+    assert md.count("** ★ |") == 1 and f"| **{recommended}** ★ |" in md  # the one recommended row, marked
     assert f"★ recommended: **{recommended}**" in md
     for name in ("baseline", "tuned", "int8"):
-        assert f"| {name} |" in md or f"| **{name} ★** |" in md
+        assert f"| {name} |" in md or f"| **{name}** ★ |" in md
     page = (run_dir / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3
     assert not re.search(r"(src|href)=\"(https?:)?//", page) and "http://" not in page and "https://" not in page

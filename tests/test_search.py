@@ -81,7 +81,7 @@ def test_tensorboard_logs_every_epoch_and_does_no_work_per_batch(seed, tmp_path,
     model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
     x, y = np.zeros((64, 4), "float32"), keras.utils.to_categorical(np.arange(64) % 2, 2)
     model.fit(x, y, batch_size=8, epochs=3, validation_data=(x, y), verbose=0,
-              callbacks=[workarounds.TensorBoard(str(tmp_path / "tb"))])
+              callbacks=[workarounds.tensorboard_class()(str(tmp_path / "tb"))])
     # 8 batches an epoch: Keras' own callback also makes a scalar per metric after each batch (48 more here).
     assert not [name for name in calls if name.startswith("batch_")]
     assert calls.count("epoch_accuracy") == 6  # train and validation, 3 epochs

@@ -304,7 +304,7 @@ def test_fused_batch_norm_falls_back_to_keras_own_layer(fresh, monkeypatch, seed
 def test_the_trials_tensorboard_falls_back_to_keras_own(fresh, monkeypatch, tmp_path):
     import keras
 
-    assert type(workarounds.trial_tensorboard(str(tmp_path))) is workarounds.TensorBoard
+    assert type(workarounds.trial_tensorboard(str(tmp_path))) is workarounds.tensorboard_class()
     _tensorboard(monkeypatch)
     workarounds._probed.clear()
     with pytest.warns(UserWarning, match="'trial-tensorboard'"):

@@ -21,7 +21,7 @@ class TuneConfig:
     train_subset: int | None = 12000  # images per trial epoch, from all 54k: ranks models at ~1/4 of the cost
     final_epochs: int = 15  # the winner's retrain on all 54k images: its schedule's length (fewer if --final-minutes cuts it)
     trial_batch_size: int = 32  # more updates per image: a first-round trial (1 epoch) learns enough to be ranked
-    batch_size: int = 128  # the retrain's: more images a second than 32, and larger bought no more (docs/performance.md)
+    batch_size: int = 128  # the retrain's: more images a second than 32; larger bought no more (docs/performance.md)
     seed: int = 0  # fixes the split, the trial order and every trial's initial weights
     max_params: int | None = None  # models above this are skipped before training
     max_kb: float | None = None  # models whose estimated int8 .tflite is larger (KB = 1,024 bytes) are skipped too

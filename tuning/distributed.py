@@ -32,7 +32,7 @@ from mnist_opt.tuning import pareto
 from mnist_opt.tuning.config import CLI_HIDDEN, TuneConfig
 from mnist_opt.tuning.search import search
 from mnist_opt.tuning.tune import FileBytes, Log, TuneResult, check_file_bytes, finish, start
-from mnist_opt.tuning.tuners import make_tuner, require_workarounds
+from mnist_opt.tuning.tuners import make_tuner
 
 TICK = 0.2  # seconds between the chief's checks
 RESTARTS = 1  # a worker that dies is started again this many times, then its trial is failed
@@ -57,7 +57,6 @@ def worker(cfg: TuneConfig, address: str, worker_id: str, log: Log = lambda line
     host, port = parse_address(address, "--worker")
     if not worker_id or worker_id.startswith("chief") or "/" in worker_id:
         raise InputError(f"--worker-id {worker_id!r}: give each worker a name of its own, e.g. worker0")
-    require_workarounds(cfg)  # before the run directory is touched: a changed Keras Tuner stops here, named
     _set_role(worker_id, host, port)
     space, split, run_dir = start(replace(cfg, overwrite=False), write=False)  # a worker never clears a run
     records = search(cfg, space, split, run_dir, log, trials_path=run_dir / "workers" / f"{worker_id}.json")
@@ -73,8 +72,7 @@ def chief(cfg: TuneConfig, address: str, log: Log = lambda line: None, workers: 
     """
     host, port = parse_address(address, "--chief", any_port=True)
     check_file_bytes(cfg, file_bytes)
-    require_workarounds(cfg)  # before the run directory is touched: a changed Keras Tuner stops here, named
-    workarounds.require("keras-tuner-chief")
+    workarounds.require("keras-tuner-chief")  # before the run directory is touched (`start` probes the rest)
     _set_role("chief", host, port)
     space, split, run_dir = start(cfg)
     tuner = make_tuner(cfg, space, run_dir)

@@ -18,8 +18,10 @@ import math
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from mnist_opt import data, rundir, runio
 from mnist_opt.errors import RunDirError
@@ -30,6 +32,9 @@ from mnist_opt.tuning.select import merit
 from mnist_opt.tuning.size import ESTIMATE_ERROR
 
 Log = Callable[[str], None]
+# The exact size of a design's file, from its hyperparameters and calibration images: what the budgets
+# are checked against. The export stage makes files, so the caller passes it in.
+FileBytes = Callable[[dict, "np.ndarray"], int]
 KB = 1024  # bytes: budgets are in KB of the int8 file's raw bytes, what flash holds
 # Trials estimated up to this much over a budget are converted to learn their exact size: a little
 # more than the estimate's promised error.
@@ -96,7 +101,7 @@ def retrained(out_dir: Path, record: dict, config: dict) -> bool:
 
 
 def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, completed: list[dict],
-           minutes: Callable[[dict], float], file_bytes: Callable[[dict, np.ndarray], int], log: Log) -> dict:
+           minutes: Callable[[dict], float], file_bytes: FileBytes, log: Log) -> dict:
     """Choose each budget's trial, retrain each chosen trial once, write frontier.json and return it.
 
     `file_bytes(hyperparameters, calibration images)`: a design's exact int8 file size (the export

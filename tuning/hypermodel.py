@@ -55,7 +55,7 @@ def sample(space: SearchSpace, hp: keras_tuner.HyperParameters) -> dict:
 class CNNHyperModel(keras_tuner.HyperModel):
     """Keras Tuner hypermodel over a `SearchSpace`: builds and compiles, nothing else.
 
-    Training (input pipeline, budgets, callbacks) belongs to the tuner in `tuning.search`.
+    Training (input pipeline, budgets, callbacks) belongs to the tuner (`tuning.tuners`, `tuning.recorder`).
     """
 
     def __init__(self, space: SearchSpace, steps_per_execution: int = 1, dtype: str | None = None):

@@ -155,8 +155,9 @@ class FreshOptimizer:
         there, and Adam afresh here.
 
         The parent's checkpoint also holds its Adam state, and Keras loads it into the optimizer that
-        `compile_model` built. Carried over, it scored lower (docs/experiments.md). Afresh is what a promoted trial got before, as it does in
-        Keras Tuner's own Hyperband, where Keras builds the optimizer at the first step.
+        `compile_model` built. Carried over, it scored lower (docs/experiments.md). Afresh is what a
+        promoted trial got before, as it does in Keras Tuner's own Hyperband, where Keras builds the
+        optimizer at the first step.
         """
         model = super()._build_hypermodel(hp)
         if "tuner/trial_id" in hp.values:

@@ -19,11 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from mnist_opt import data, rundir, runio, runtime
 from mnist_opt.errors import RunDirError, SearchFailed
 from mnist_opt.tuning import frontier, space as space_module
+from mnist_opt.tuning.frontier import FileBytes
 from mnist_opt.tuning.config import TuneConfig
 from mnist_opt.tuning.retrain import retrain
 from mnist_opt.tuning.search import search
@@ -35,16 +34,13 @@ OUTPUTS = ("tuner", "tensorboard", rundir.TRIALS, rundir.BEST_HPARAMS, rundir.BE
            rundir.FRONTIER, "frontier")
 
 Log = Callable[[str], None]
-# The exact size of a design's file, from its hyperparameters and calibration images: what a frontier
-# run's budgets are checked against. A later stage makes files, so the caller passes it in.
-FileBytes = Callable[[dict, np.ndarray], int]
 
 
 @dataclass(frozen=True)
 class TuneResult:
     run_dir: Path
+    best: dict | None  # the best_hparams.json document; None for a run tuned with --budgets
     counts: dict  # trials per status
-    best: dict | None = None  # the best_hparams.json document; None for a frontier run
     frontier: dict | None = None  # the frontier.json document of a run tuned with --budgets
 
 
@@ -81,7 +77,6 @@ def tune(cfg: TuneConfig, log: Log = lambda line: None, file_bytes: FileBytes | 
     (`mnist_opt.workflow.tune` passes the export stage's).
     """
     check_file_bytes(cfg, file_bytes)
-    require_workarounds(cfg)  # a library that changed is refused before the run directory is touched
     space, split, run_dir = start(cfg)
     records = search(cfg, space, split, run_dir, log)  # resumes where a killed one stopped
     return finish(cfg, space, split, run_dir, records, log, file_bytes)
@@ -98,6 +93,7 @@ def start(cfg: TuneConfig, write: bool = True) -> tuple:
     split = data.load_split(cfg.seed, cfg.data)
     precision = runtime.training_dtype() or "float32"  # $MNIST_OPT_PRECISION, checked before anything is written
     settings = dict(cfg.search_settings(), space_sha256=_sha256(space.text), data_sha256=split.content_sha256)
+    require_workarounds(cfg)  # a library that changed is refused before the run directory is touched
     run_dir = prepare_run_dir(cfg, settings)
     if write:
         runio.write_json(run_dir / rundir.CONFIG, {
@@ -134,11 +130,11 @@ def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, records: li
     if cfg.budgets:  # one model per size budget instead of one winner
         check_file_bytes(cfg, file_bytes)
         doc = frontier.finish(cfg, space, split, run_dir, completed, estimate, file_bytes, log)
-        return TuneResult(run_dir, counts, frontier=doc)
+        return TuneResult(run_dir, None, counts, frontier=doc)
     (run_dir / rundir.FRONTIER).unlink(missing_ok=True)  # one winner now: no longer a frontier run
     best = winner(completed, cfg, estimate, log)  # top, unless it cannot be retrained in time
     doc = retrain(cfg, space, split, run_dir, best, estimate(best) if cfg.final_minutes is not None else None, log)
-    return TuneResult(run_dir, counts, best=doc)
+    return TuneResult(run_dir, doc, counts)
 
 
 def _sha256(text: str) -> str:

@@ -28,7 +28,7 @@ def require_workarounds(cfg: TuneConfig) -> None:
     """Probe every workaround a search with `cfg` leans on (mnist_opt/workarounds.py), before any trial runs:
     one a changed library no longer fits either warns once and falls back, or stops here with what to install."""
     names = ["keras-tuner-prints", "build-hypermodel-hook", "trial-tensorboard", "custom-gradient-registry",
-             "frozen-heap"]
+             "frozen-heap", "fused-batch-norm"]
     if cfg.hyperband():
         names.append("tuner-init-with-oracle")
         if cfg.max_trials:
