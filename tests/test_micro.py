@@ -1,15 +1,17 @@
 """TFLite Micro on the host: the arena it needs, files it cannot run, predictions against LiteRT."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
+from conftest import AGREEMENT_IMAGES
+from mnist_opt.data import load_test
 from mnist_opt.export import litert, micro
 from mnist_opt.export.config import VARIANTS
 from mnist_opt.inference.model import to_inputs
-from conftest import AGREEMENT_IMAGES
-from mnist_opt.data import load_test
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +80,11 @@ def test_the_export_recorded_the_arena_the_file_needs(smoke_export):
         if "micro" in v:
             model = (smoke_export[0] / "export" / v["file"]).read_bytes()
             assert v["micro"]["arena_bytes"] == micro.arena_bytes(model), v["name"]
+
+
+def test_the_tflite_micro_worker_loads_no_tensorflow():
+    """`micro.predict`'s worker processes start fresh: TensorFlow would cost each seconds and hundreds of MB."""
+    code = ("import sys, mnist_opt.export.micro; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'tf_keras') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -336,6 +336,15 @@ def test_training_keeps_its_gradients_when_the_registry_changed(fresh, monkeypat
             pass
 
 
+def _tuned(path):
+    """A run directory whose tune looks finished: what export's input checks read before they probe."""
+    path.mkdir()
+    (path / "best.keras").write_bytes(b"")
+    (path / "best_hparams.json").write_text('{"trial_id": "0", "hyperparameters": {}, "params": 1, "val_accuracy": 0.5}')
+    (path / "config.json").write_text('{"tune": {}}')
+    return str(path)
+
+
 def test_an_export_with_pcqat_refuses_before_anything_runs(fresh, monkeypatch, tmp_path):
     from mnist_opt.errors import RunDirError
     from mnist_opt.export.config import ExportConfig
@@ -346,7 +355,7 @@ def test_an_export_with_pcqat_refuses_before_anything_runs(fresh, monkeypatch, t
         check_inputs(ExportConfig(run_dir=str(tmp_path / "none"), variants=("float32", "pruned_qat_int8")))
     with pytest.raises(WorkaroundUnavailable, match="'pcqat-per-layer-quantizers' does not fit "
                                                     "tensorflow-model-optimization"):
-        check_inputs(ExportConfig(run_dir=str(tmp_path / "none"), variants=("pruned_clustered_qat_int8",)))
+        check_inputs(ExportConfig(run_dir=_tuned(tmp_path / "run"), variants=("pruned_clustered_qat_int8",)))
     with pytest.raises(WorkaroundUnavailable):
         workarounds.cluster_preserve_scheme()  # and the scheme itself is not made
 
@@ -357,7 +366,7 @@ def test_an_export_with_clustering_refuses_before_anything_runs(fresh, monkeypat
 
     _experimental_clustering(monkeypatch)
     with pytest.raises(WorkaroundUnavailable, match="'tfmot-experimental-clustering'"):
-        check_inputs(ExportConfig(run_dir=str(tmp_path / "none"), variants=("clustered_int8",)))
+        check_inputs(ExportConfig(run_dir=_tuned(tmp_path / "run"), variants=("clustered_int8",)))
 
 
 def test_reading_a_tflite_file_refuses_without_the_schema(fresh, monkeypatch):

@@ -18,10 +18,6 @@ import math
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import numpy as np
 
 from mnist_opt import data, rundir, runio
 from mnist_opt.errors import RunDirError
@@ -34,7 +30,7 @@ from mnist_opt.tuning.size import ESTIMATE_ERROR
 Log = Callable[[str], None]
 # The exact size of a design's file, from its hyperparameters and calibration images: what the budgets
 # are checked against. The export stage makes files, so the caller passes it in.
-FileBytes = Callable[[dict, "np.ndarray"], int]
+FileBytes = Callable[[dict, "numpy.ndarray"], int]
 KB = 1024  # bytes: budgets are in KB of the int8 file's raw bytes, what flash holds
 # Trials estimated up to this much over a budget are converted to learn their exact size: a little
 # more than the estimate's promised error.
