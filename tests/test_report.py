@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import AGREEMENT_IMAGES, litert_accuracy
 from mnist_opt.cli import app
+from mnist_opt.data import load_test
 from mnist_opt.reports.plots import pareto
 from mnist_opt.reports.variants import recommendation_rule, recommend
-from conftest import AGREEMENT_IMAGES, litert_accuracy
 from mnist_opt.tuning.size import ESTIMATE_ERROR
 
 
@@ -42,20 +43,38 @@ def test_report_rows_are_complete_and_consistent(seed, quick_run):
 
 
 def test_int8_rows_carry_tflite_micro_figures_measured_from_the_file(seed, quick_run):
-    from mnist_opt.export import micro
+    from mnist_opt.export import litert, micro
+    from mnist_opt.inference.model import to_inputs
 
     run_dir, _ = quick_run
     doc = json.loads((run_dir / "report.json").read_text())
     rows = {r["name"]: r for r in doc["rows"]}
     m = rows["int8"]["micro"]
-    assert m["runs"] and m["flash_bytes"] == rows["int8"]["bytes"] and m["images"] == doc["test_images"]
+    assert m["runs"] and m["flash_bytes"] == rows["int8"]["bytes"] and m["images"] == AGREEMENT_IMAGES
     assert m["arena_bytes"] == micro.arena_bytes((run_dir / rows["int8"]["file"]).read_bytes())
     assert m["agreement_with_litert_kernels"] >= 0.999 and m["agreement_with_litert"] >= 0.99
     # two runtimes that disagree on a fraction d of the images differ by at most d in accuracy
-    assert abs(m["test_accuracy"] - rows["int8"]["test_accuracy"]) <= 1 - m["agreement_with_litert"] + 1e-9
+    x, y = (a[:m["images"]] for a in load_test())
+    model = (run_dir / rows["int8"]["file"]).read_bytes()
+    litert_accuracy_there = (litert.predict(model, to_inputs(x)).argmax(1) == y).mean()
+    assert abs(m["test_accuracy"] - litert_accuracy_there) <= 1 - m["agreement_with_litert"] + 1e-9
     assert all("micro" not in r for r in doc["rows"] if r["quantization"] != "int8")
     table = (run_dir / "report.md").read_text()
     assert f"| {m['flash_bytes']:,} | {m['arena_bytes']:,} | {100 * m['test_accuracy']:.2f} |" in table
+
+
+def test_tflite_micro_runs_every_test_image_unless_told(quick_run):
+    from mnist_opt.reports.variants import micro_scores
+
+    run_dir, _ = quick_run
+    model = (run_dir / "export" / "int8.tflite").read_bytes()
+    x, y = (a[:AGREEMENT_IMAGES + 200] for a in load_test())
+    # "LiteRT's" answers are the labels here: agreeing with them is being right, on the same images
+    every = micro_scores(model, x, y, y)
+    few = micro_scores(model, x, y, y, images=100)
+    assert every["images"] == len(y) and few["images"] == 100
+    for m in (every, few):
+        assert m["agreement_with_litert"] == m["test_accuracy"]
 
 
 def test_a_file_tflite_micro_cannot_run_is_named_in_the_table_not_a_crash():
