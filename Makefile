@@ -10,7 +10,8 @@ RUN_DIR ?= runs/main
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[test]'
+	# --no-compile: Python compiles each module on its first import; most of TensorFlow's never is.
+	$(BIN)/python -m pip install --quiet --no-compile --constraint constraints.txt --editable '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
