@@ -39,7 +39,7 @@ def marks(minutes: float) -> list[float]:
 def hypervolumes(curve: list[list[float]], minutes: float) -> dict[str, float]:
     """Hypervolume of the trials completed by each mark: {"5": hv, "6": hv, "10": hv, "12": hv} for 12 minutes.
 
-    `curve`: (seconds, val_accuracy, est_int8_bytes) at each trial's end, in order.
+    `curve`: (seconds, val_accuracy, est_flash_bytes) at each trial's end, in order.
     """
     from mnist_opt.tuning import pareto
 
@@ -71,7 +71,7 @@ def project_curve(seed: int, minutes: float, work: Path) -> list[list[float]]:
     except _Budget:
         pass
     records = {r["id"]: r for r in runio.read_json(Path(cfg.run_dir) / "trials.json")}
-    return [[s, records[i]["val_accuracy"], records[i]["est_int8_bytes"]] for i, s in ends
+    return [[s, records[i]["val_accuracy"], records[i]["est_flash_bytes"]] for i, s in ends
             if s <= 60 * minutes and records[i]["status"] == "completed"]
 
 
@@ -105,7 +105,7 @@ def optuna_curve(seed: int, minutes: float) -> list[list[float]]:
     from mnist_opt import data
     from mnist_opt.tuning import space as space_module
     from mnist_opt.tuning.config import TuneConfig
-    from mnist_opt.tuning.size import estimate_int8_bytes
+    from mnist_opt.tuning.size import estimate_flash_bytes
     from mnist_opt.tuning.trial import fit_trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -118,7 +118,7 @@ def optuna_curve(seed: int, minutes: float) -> list[list[float]]:
 
     def objective(trial):
         values = suggest(trial, space)
-        size = estimate_int8_bytes(values)
+        size = estimate_flash_bytes(values)
         if size > REFERENCE[1]:  # as --max-kb skips them in the project's search: no training
             raise optuna.TrialPruned()
         accuracy = fit_trial(values, split, cfg, seed + trial.number, OPTUNA_EPOCHS)

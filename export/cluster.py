@@ -1,9 +1,11 @@
 """Weight clustering with tensorflow-model-optimization: `cluster`, `distinct_values`.
 
-Each large kernel's weights are replaced by the nearest of N shared values (centroids), which
-are fine-tuned; after `strip` a kernel holds at most N distinct floats, so its int8 file
-compresses far better. The small kernels that pruning leaves dense (the first conv) stay as they
-are here too: they cost accuracy and save no bytes.
+Each kernel's weights are replaced by the nearest of N shared values (centroids), which are
+fine-tuned; after `strip` a kernel holds at most N distinct floats, so its flash form stores it
+as ceil(log2 N)-bit indices (`export.flash`). Only kernels that this makes smaller are clustered
+(`tuning.size.lut_pays`: the first conv's 9 weights a channel, say, cost more in value tables than
+their indices save): the others would lose accuracy for no byte. The same rule is what the size
+estimate counts, so a budget's clustered model is the size the search expected.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import tf_keras
 from mnist_opt import workarounds
 from mnist_opt.export.prune import copy, kernel, prunable
 from mnist_opt.tuning.architecture import compile_model
+from mnist_opt.tuning.size import lut_pays
 
 FINE_TUNE_LR = 0.1  # fraction of the tuned learning rate: centroids move little from the trained weights
 
@@ -23,16 +26,18 @@ FINE_TUNE_LR = 0.1  # fraction of the tuned learning rate: centroids move little
 def cluster(model: tf_keras.Model, values: dict, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset,
             clusters: int, epochs: int, min_weights: int, preserve_sparsity: bool = False,
             callbacks=()) -> tf_keras.Model:
-    """Cluster the large kernels of a copy of `model` to `clusters` values each, fine-tune, strip.
+    """Cluster the kernels of a copy of `model` that LUT compression makes smaller to `clusters` values each,
+    fine-tune, strip.
 
     preserve_sparsity: a pruned model's zeros stay zeros (tfmot's sparsity-preserving clustering,
-    the first half of PCQAT). Returns the stripped model: plain layers with clustered kernels.
+    the first half of PCQAT); then only the kernels pruning applied to (at least `min_weights` values) are
+    clustered. Returns the stripped model: plain layers with clustered kernels.
     """
     centroids = tfmot.clustering.keras.CentroidInitialization.KMEANS_PLUS_PLUS
     cluster_weights = workarounds.experimental_cluster_weights()
 
     def wrap(layer):
-        if prunable(layer, min_weights):
+        if clusterable(layer, clusters) and (not preserve_sparsity or prunable(layer, min_weights)):
             return cluster_weights(layer, number_of_clusters=clusters, cluster_centroids_init=centroids,
                                    preserve_sparsity=preserve_sparsity)
         return layer
@@ -42,6 +47,14 @@ def cluster(model: tf_keras.Model, values: dict, train_ds: tf.data.Dataset, val_
     if epochs > 0:
         clustered.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0, callbacks=list(callbacks))
     return tfmot.clustering.keras.strip_clustering(clustered)
+
+
+def clusterable(layer, clusters: int) -> bool:
+    """A conv or dense kernel whose flash form is smaller clustered to `clusters` values (`tuning.size.lut_pays`)."""
+    if not prunable(layer, 1):
+        return False
+    shape = getattr(layer, "layer", layer).kernel.shape
+    return lut_pays(int(np.prod(shape)), int(shape[-1]), clusters)
 
 
 def distinct_values(model: tf_keras.Model, min_weights: int) -> dict[str, int]:

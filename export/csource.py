@@ -1,4 +1,4 @@
-"""A full-integer .tflite file as C++ source for firmware: `RUN/export/micro/<variant>.h/.cc`.
+"""A full-integer file's flash form (`export.flash`) as C++ source for firmware: `RUN/export/micro/<variant>.h/.cc`.
 
 The header declares the model array and its length and gives, as constants, what the firmware
 needs around it: the input's scale and zero point (pixels in [0, 1] -> int8), the output's, and
@@ -78,16 +78,29 @@ const unsigned int kModelLength = {len(model)};
 """
 
 
+# Custom ops of the flash form, as MicroMutableOpResolver registers them.
+CUSTOM_OPS = {"TFLM_DECODE": 'AddCustom("TFLM_DECODE", tflite::micro::Register_DECODE())'}
+
+
 def resolver_call(op: str) -> str:
-    """MicroMutableOpResolver's method for a builtin op: CONV_2D -> AddConv2D, MAX_POOL_2D -> AddMaxPool2D."""
+    """MicroMutableOpResolver's call for an op: CONV_2D -> AddConv2D(), MAX_POOL_2D -> AddMaxPool2D(); the
+    look-up-table decoder, a custom op, -> AddCustom("TFLM_DECODE", ...)."""
+    if op in CUSTOM_OPS:
+        return CUSTOM_OPS[op]
     return "Add" + "".join(part if part[:1].isdigit() and part.upper() == part else part.capitalize()
                            for part in op.split("_")) + "()"
+
+
+def twin(variant: dict) -> str:
+    """The uncompressed twin's flash and arena bytes, or '-' where the flash form is not compressed."""
+    u = variant.get("uncompressed")
+    return f"`{u['file'].split('/')[-1]}`: {u['bytes']:,} / {u['arena_bytes']:,}" if u else "-"
 
 
 def readme(variants: list[dict]) -> str:
     """RUN/export/micro/README.md: the files, their figures, and the code that runs one."""
     rows = "\n".join(f"| `{v['name']}.h` / `.cc` | {v['bytes']:,} | {v['arena_bytes']:,} | "
-                     f"{arena_constant(v['arena_bytes']):,} | {', '.join(v['ops'])} |" for v in variants)
+                     f"{arena_constant(v['arena_bytes']):,} | {', '.join(v['ops'])} | {twin(v)} |" for v in variants)
     first = variants[0]
     ns, ops = identifier(first["name"]), first["ops"]
     adds = "\n".join(f"  resolver.{resolver_call(op)};" for op in ops)
@@ -97,8 +110,14 @@ Each full-integer model of this run as C++ for firmware: `<variant>.h` declares 
 (`kModel`, `kModelLength`) and the constants, `<variant>.cc` holds the bytes (16-byte aligned).
 Add one `.cc` to the firmware's sources and its header to the include path.
 
-| files | flash bytes | arena measured | kTensorArenaSize | ops |
-|---|---|---|---|---|
+The arrays hold each model's flash form, `<variant>.tflite` here: the int8 file without what TFLite
+Micro does not read, and, where a kernel has few distinct values (clustered), with its weights as
+1-7-bit indices that DECODE ops expand into the arena at run time (less flash, more RAM).
+`<variant>.uncompressed.tflite`, where listed, is the same model without that compression: more
+flash, less RAM. Both are for TFLite Micro; desktop LiteRT may refuse them.
+
+| files | flash bytes | arena measured | kTensorArenaSize | ops | uncompressed twin (flash / arena) |
+|---|---|---|---|---|---|
 {rows}
 
 The arena was measured with TFLite Micro's host build (64-bit, reference kernels): the smallest

@@ -1,7 +1,10 @@
 """The export stage: a run's best model to nine deployable TFLite variants, and C++ for TFLite Micro.
 
     RUN/export/<variant>.tflite          one file per variant
-    RUN/export/micro/<variant>.h, .cc    each full-integer variant as a C++ array, with its constants
+    RUN/export/micro/<variant>.tflite    each full-integer variant's flash form (export/flash.py): what a
+                                         microcontroller stores; <variant>.uncompressed.tflite where LUT
+                                         compression applies (less flash) and the plain form needs less RAM
+    RUN/export/micro/<variant>.h, .cc    the flash form as a C++ array, with its constants
     RUN/export/micro/README.md           the code that runs one on a microcontroller
     RUN/export/manifest.json             per variant: size, gzip size, sha256, sparsity, input/output
                                          quantization, its kernels' zeros and distinct values, TFLite Micro
@@ -18,13 +21,14 @@ import keras
 import numpy as np
 import tf_keras
 
-from mnist_opt.export import bridge, cluster as cluster_module, csource, flatbuffer, litert, micro, \
+from mnist_opt.export import bridge, cluster as cluster_module, csource, flash, flatbuffer, litert, micro, \
     prune as prune_module, quantize as quantize_module, tflite
 from mnist_opt.export.config import VARIANTS, ExportConfig
 from mnist_opt import rundir, runio, runtime, workarounds
 from mnist_opt.errors import InputError
 from mnist_opt import data
 from mnist_opt.tuning import inputs
+from mnist_opt.tuning.size import MAX_INDEX_BITS
 from mnist_opt.versions import package_versions
 
 Log = Callable[[str], None]
@@ -49,8 +53,9 @@ def check_inputs(cfg: ExportConfig) -> dict:
     """Refuse bad settings and unfinished runs before anything is written; return the run's documents."""
     if not 0.0 <= cfg.sparsity < 1.0:
         raise InputError(f"--sparsity: expected a fraction in [0, 1), got {cfg.sparsity}")
-    if not 2 <= cfg.clusters <= 256:
-        raise InputError(f"--clusters: expected 2 to 256 shared values per kernel (int8 has 256), got {cfg.clusters}")
+    if not 2 <= cfg.clusters <= 2 ** MAX_INDEX_BITS:
+        raise InputError(f"--clusters: expected 2 to {2 ** MAX_INDEX_BITS} shared values per kernel (TFLite Micro's "
+                         f"look-up tables index at most {MAX_INDEX_BITS} bits), got {cfg.clusters}")
     unknown = [v for v in cfg.variants if v not in VARIANTS]
     if unknown or not cfg.variants:
         raise InputError(f"--variants: unknown variant {unknown[0] if unknown else '(none)'}; "
@@ -61,6 +66,7 @@ def check_inputs(cfg: ExportConfig) -> dict:
     # The library internals the asked variants lean on, probed before any training (mnist_opt/workarounds.py).
     if any(RECIPES[v][0] == "int8" for v in cfg.variants):
         workarounds.require("tflm-flatbuffer-schema")  # each full-integer file's kernels, read from its flatbuffer
+        workarounds.require("tflm-compression")  # and its flash form
     if any(RECIPES[v][1] in ("clustered", "pruned_clustered_qat") for v in cfg.variants):
         workarounds.require("tfmot-experimental-clustering")
     if any(RECIPES[v][1] == "pruned_clustered_qat" for v in cfg.variants):
@@ -87,6 +93,7 @@ def export(cfg: ExportConfig, log: Log = lambda line: None) -> dict:
     split = data.load_split(tune_cfg["seed"], tune_cfg["data"])
     rng = np.random.default_rng(tune_cfg["seed"])
     check_x = inputs.to_inputs(split.x_val[: cfg.check_images]).numpy()
+    val_x = inputs.to_inputs(split.x_val).numpy()  # each file's validation accuracy: what a frontier budget chooses by
     representative = inputs.to_inputs(
         split.x_train[rng.choice(len(split.y_train), cfg.representative_images, replace=False)]).numpy()
 
@@ -125,6 +132,7 @@ def export(cfg: ExportConfig, log: Log = lambda line: None) -> dict:
         runio.write_bytes(path, model_bytes)
         reference = sources[source].predict(check_x, verbose=0).argmax(1)
         agreement = float((litert.predict(model_bytes, check_x).argmax(1) == reference).mean())
+        val_accuracy = float((litert.predict(model_bytes, val_x).argmax(1) == split.y_val).mean())
         entry = {
             "name": name,
             "file": path.name,
@@ -137,6 +145,7 @@ def export(cfg: ExportConfig, log: Log = lambda line: None) -> dict:
             "sha256": hashlib.sha256(model_bytes).hexdigest(),
             **describe_io(model_bytes),
             "agreement_with_source": agreement,
+            "val_accuracy": val_accuracy,
             "settings": settings_of(source, cfg),
         }
         if quantization == "int8":
@@ -152,7 +161,7 @@ def export(cfg: ExportConfig, log: Log = lambda line: None) -> dict:
     made = {entry["name"] for entry in manifest["variants"]}
     for entry in previous_entries(out_dir):
         if entry["name"] not in made:
-            if entry["quantization"] == "int8" and "micro" not in entry:  # exported before the TFLite Micro check
+            if entry["quantization"] == "int8" and "lut" not in entry.get("micro", {}):  # before the flash form
                 entry.update(micro_files(entry["name"], (out_dir / entry["file"]).read_bytes(), entry, out_dir,
                                          cfg.min_prune_weights))
             manifest["variants"].append(entry)
@@ -205,12 +214,15 @@ def settings_of(source: str, cfg: ExportConfig) -> dict:
 
 
 def tidy_micro(micro_dir: Path, variants: list[dict]) -> None:
-    """micro/ holds the sources of the listed variants that TFLite Micro runs, and a README of them."""
-    runs = [{"name": e["name"], "bytes": e["bytes"], **e["micro"]} for e in variants if e.get("micro", {}).get("runs")]
-    names = {e["name"] for e in runs}
+    """micro/ holds the flash forms of the listed full-integer variants, the sources of those that TFLite
+    Micro runs, and a README of them."""
+    keep = {Path(f).name for e in variants if "micro" in e
+            for f in (e["micro"].get("file"), (e["micro"].get("uncompressed") or {}).get("file"),
+                      e["micro"].get("header"), e["micro"].get("source")) if f}
     for path in micro_dir.glob("*") if micro_dir.is_dir() else ():
-        if path.suffix in (".h", ".cc") and path.stem not in names:
-            path.unlink()  # the source of a variant that is gone, or no longer runs
+        if path.suffix in (".h", ".cc", ".tflite") and path.name not in keep:
+            path.unlink()  # the file of a variant that is gone, or no longer runs
+    runs = [{"name": e["name"], **e["micro"]} for e in variants if e.get("micro", {}).get("runs")]
     if runs:
         runio.write_text(micro_dir / "README.md", csource.readme(runs))
     elif (micro_dir / "README.md").exists():
@@ -218,16 +230,35 @@ def tidy_micro(micro_dir: Path, variants: list[dict]) -> None:
 
 
 def micro_files(name: str, model: bytes, entry: dict, out_dir: Path, min_weights: int) -> dict:
-    """A full-integer file's kernels, its TFLite Micro check and, if it runs there, its C++ source."""
+    """A full-integer file's kernels, its flash forms (`export.flash`) with their TFLite Micro checks and,
+    if TFLite Micro runs them, the C++ source of the smallest.
+
+    RUN/export/micro/<name>.tflite holds the flash form the C arrays hold (LUT-compressed where that applies);
+    <name>.uncompressed.tflite, where the two differ, the one that needs less RAM.
+    """
     kernels = flatbuffer.kernels(model, min_weights)
-    check = micro.check(model)
-    if check["runs"]:
-        io = {"input": entry["input"], "output": entry["output"]}
-        runio.write_text(out_dir / "micro" / f"{name}.h",
-                         csource.header(name, entry["file"], entry["sha256"], io, check["arena_bytes"], check["ops"]))
-        runio.write_text(out_dir / "micro" / f"{name}.cc", csource.source(name, model))
-        check.update(header=f"micro/{name}.h", source=f"micro/{name}.cc",
-                     tensor_arena_size=csource.arena_constant(check["arena_bytes"]))
+    made = flash.forms(model)
+    check = micro.check(made["flash"])
+    if not check["runs"]:  # nothing to write for TFLite Micro
+        return {"kernels": kernels, "file_sparsity": flatbuffer.sparsity(kernels),
+                "micro": {**check, "file": None, "bytes": len(made["flash"]), "lut": [], "uncompressed": None}}
+    micro_dir = out_dir / "micro"
+    forms = {}
+    for form, data in made.items():
+        file = f"micro/{name}.tflite" if form == "flash" else f"micro/{name}.{form}.tflite"
+        runio.write_bytes(out_dir / file, data)
+        forms[form] = {"file": file, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                       "arena_bytes": check["arena_bytes"] if form == "flash" else micro.arena_bytes(data)}
+    check.update(forms["flash"])
+    check["lut"] = [{"layer": flatbuffer.layer_name(p["name"]), **{k: p[k] for k in ("bits", "distinct", "weights")}}
+                    for p in (flash.lut_plan(model) if "uncompressed" in made else [])]
+    check["uncompressed"] = forms.get("uncompressed")
+    io = {"input": entry["input"], "output": entry["output"]}
+    runio.write_text(micro_dir / f"{name}.h",
+                     csource.header(name, check["file"], check["sha256"], io, check["arena_bytes"], check["ops"]))
+    runio.write_text(micro_dir / f"{name}.cc", csource.source(name, made["flash"]))
+    check.update(header=f"micro/{name}.h", source=f"micro/{name}.cc",
+                 tensor_arena_size=csource.arena_constant(check["arena_bytes"]))
     return {"kernels": kernels, "file_sparsity": flatbuffer.sparsity(kernels), "micro": check}
 
 

@@ -26,10 +26,12 @@ def _model(model: bytes):
 
 
 def ops(model: bytes) -> list[str]:
-    """The builtin op names the file uses (e.g. CONV_2D), sorted."""
+    """The op names the file uses (e.g. CONV_2D; a custom op by its name, e.g. TFLM_DECODE), sorted."""
     codes = _model(model).operatorCodes or []
-    builtin_code = workarounds.tflite_schema().builtin_code
-    return sorted({_op_names().get(builtin_code(c), "CUSTOM") for c in codes})
+    s = workarounds.tflite_schema()
+    custom = s.fb.BuiltinOperator.CUSTOM
+    return sorted({c.customCode.decode() if s.builtin_code(c) == custom and c.customCode else
+                   _op_names().get(s.builtin_code(c), "CUSTOM") for c in codes})
 
 
 def layer_name(tensor_name: str) -> str:

@@ -83,13 +83,16 @@ def tune(
     train_subset: int = typer.Option(T.train_subset, min=100, help="Images per trial epoch, drawn on through all training images."),
     final_epochs: int = typer.Option(T.final_epochs, min=1, help="Epochs for retraining the best model on all training images."),
     max_params: Optional[int] = typer.Option(None, min=1, help="Skip models with more parameters, before training."),
-    max_kb: Optional[float] = typer.Option(None, min=1, help="Skip models whose int8 .tflite file would be larger "
+    max_kb: Optional[float] = typer.Option(None, min=1, help="Skip models whose flash form (the int8 file as a microcontroller stores it) would be larger "
                                            "(estimated before training; KB = 1,024 bytes)."),
+    clusters: Optional[int] = typer.Option(None, min=2, max=128, help="Count sizes (--max-kb, --budgets) as the "
+                                           "clustered variant's flash form: kernels clustered to this many values, "
+                                           "stored as 1-7-bit indices. Export with the same --clusters."),
     search_minutes: Optional[float] = typer.Option(None, min=0.1, help="Start no trial once the trials took this "
                                                    "many minutes (resume with a larger value to go on)."),
     final_minutes: Optional[float] = typer.Option(None, min=0.1, help="Retrain within this many minutes: pass over "
                                                   "winners that could not do half the epochs in it, stop in time."),
-    budgets: Optional[str] = typer.Option(None, metavar="KB,KB,...", help="Size budgets in KB of the int8 file, "
+    budgets: Optional[str] = typer.Option(None, metavar="KB,KB,...", help="Size budgets in KB of the flash form, "
                                           "e.g. 8,16,32,64: retrain each one's best model into RUN/frontier/<K>kb/ "
                                           "instead of one winner (use with --tuner pareto)."),
     seed: int = typer.Option(T.seed, help="Seed for the split, the search and every trial."),
@@ -118,7 +121,7 @@ def tune(
         raise typer.Exit(2)
     cfg = T(space=space, tuner=tuner.value, starts=starts, max_trials=max_trials, max_epochs=max_epochs,
                      train_subset=train_subset, final_epochs=final_epochs, seed=seed, max_params=max_params, max_kb=max_kb,
-                     data=str(data) if data else None, run_dir=str(run_dir or _default_run_dir()),
+                     clusters=clusters, data=str(data) if data else None, run_dir=str(run_dir or _default_run_dir()),
                      overwrite=overwrite, search_minutes=search_minutes, final_minutes=final_minutes,
                      budgets=_budgets(budgets))
 
@@ -190,7 +193,8 @@ def export(
     sparsity: float = typer.Option(E.sparsity, help="Target fraction of zero weights in pruned kernels, in [0, 1)."),
     prune_epochs: int = typer.Option(E.prune_epochs, min=1, help="Fine-tuning epochs while pruning."),
     qat_epochs: int = typer.Option(E.qat_epochs, min=0, help="Quantization-aware fine-tuning epochs."),
-    clusters: int = typer.Option(E.clusters, help="Shared values per clustered kernel (2-256)."),
+    clusters: int = typer.Option(E.clusters, help="Shared values per clustered kernel (2-128: "
+                                  "TFLite Micro's look-up tables index at most 7 bits)."),
     cluster_epochs: int = typer.Option(E.cluster_epochs, min=0, help="Fine-tuning epochs of the clustering."),
     variants: str = typer.Option(",".join(VARIANTS), help="Comma-separated variants to write."),
     train_subset: Optional[int] = typer.Option(None, min=100, help="Fine-tuning images (default: all 54,000)."),
@@ -265,9 +269,9 @@ def run(
     run_dir: Optional[Path] = typer.Option(None, help="Where every output goes (default: runs/<timestamp>). "
                                            "Run again with the same directory to resume."),
     seed: Optional[int] = typer.Option(None, help="Seed (default: the preset's, 0)."),
-    max_kb: Optional[float] = typer.Option(None, min=1, help="Only models whose int8 .tflite fits in this many KB "
+    max_kb: Optional[float] = typer.Option(None, min=1, help="Only models whose flash form fits in this many KB "
                                            "(estimated before training); the report recommends within it."),
-    budgets: Optional[str] = typer.Option(None, metavar="KB,KB,...", help="Size budgets in KB of the int8 file, "
+    budgets: Optional[str] = typer.Option(None, metavar="KB,KB,...", help="Size budgets in KB of the flash form, "
                                           "e.g. 8,16,32,64: search the accuracy-size front and export each "
                                           "budget's best model under RUN/frontier/<K>kb/."),
     micro_images: Optional[int] = typer.Option(None, min=1, help="The report runs each int8 file in TFLite Micro "

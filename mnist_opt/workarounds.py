@@ -386,6 +386,56 @@ def _probe_brackets() -> str | None:
     return None
 
 
+DRAW_TRIES = 8  # proposals asked for before Keras Tuner's own draw, while each one was tried already
+
+
+@contextlib.contextmanager
+def _draws(oracle, propose: Callable[[], dict | None]):
+    own = oracle._random_values
+
+    def draw():
+        for _ in range(DRAW_TRIES):
+            values = propose()
+            if values is None:
+                break
+            if not oracle._duplicate(values):
+                return values
+        return own()
+    oracle._random_values = draw
+    try:
+        yield
+    finally:
+        del oracle._random_values  # the class's method again
+
+
+def hyperband_draws(oracle, propose: Callable[[], dict | None]):
+    """A context in which Keras Tuner's Hyperband starts its new trials from `propose()` (None: its own draw).
+
+    keras-tuner 1.4.8's `HyperbandOracle` fills each bracket's first round with `self._random_values()`
+    (tuners/hyperband.py, `_random_trial`): uniform draws, with no hook for another proposal. A proposal
+    Keras Tuner has tried already (`_duplicate`) is passed over for its own draw. Where the probe fails,
+    a context that changes nothing (the fallback: uniform draws only).
+    """
+    return _draws(oracle, propose) if require("hyperband-draws") else contextlib.nullcontext()
+
+
+def _probe_draws() -> str | None:
+    with tempfile.TemporaryDirectory() as directory:
+        oracle = _probe_oracle(directory, max_epochs=3, factor=3)
+        with _draws(oracle, lambda: {"x": 0.25}):
+            first = oracle.create_trial("probe")
+            _finish(oracle, first, 0.5)
+            second = oracle.create_trial("probe")  # the same proposal, tried already: upstream's own draw
+        if "_random_values" in vars(oracle):
+            return "the oracle kept the patched _random_values after the block"
+    x1, x2 = first.hyperparameters.values.get("x"), second.hyperparameters.values.get("x")
+    if x1 != 0.25:
+        return f"HyperbandOracle started a trial at x={x1}, not at the proposed 0.25: it no longer draws with _random_values"
+    if x2 == 0.25:
+        return "HyperbandOracle._duplicate no longer tells a tried proposal"
+    return None
+
+
 def _probe_max_trials() -> str | None:
     with tempfile.TemporaryDirectory() as directory:
         oracle = _probe_oracle(directory, max_epochs=3, factor=3, hyperband_iterations=None)
@@ -727,6 +777,45 @@ def tflite_schema() -> TFLiteSchema:
     return _tflite_schema()
 
 
+# --- tflm-compression --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TFLMCompression:
+    """TFLite Micro's model compression and flatbuffer alignment, from the `tflite-micro` package's tools."""
+
+    compress: Callable[[bytes, list], bytearray]  # (model, specs) -> the model with DECODE ops, aligned
+    lut: Callable[[int, int, int], Any]  # (tensor, index bits, channel axis) -> a spec.Tensor of subgraph 0
+    align: Callable[[str, str], None]  # (in path, out path): re-packed with the schema's buffer alignment
+
+
+def _tflm_compression() -> TFLMCompression:
+    from tflite_micro.tensorflow.lite.micro.compression import compress, spec
+    from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper
+
+    def lut(tensor: int, bits: int, axis: int):
+        return spec.Tensor(0, tensor, [spec.LookUpTableCompression(bits, spec.PerChannel(axis))])
+
+    return TFLMCompression(compress, lut, tflite_flatbuffer_align_wrapper.align_tflite_model)
+
+
+def _probe_tflm_compression() -> str | None:
+    t = _tflm_compression()
+    if not callable(t.compress) or not callable(t.align):
+        return "tflite_micro's compress or align_tflite_model is not a function"
+    made = t.lut(3, 4, 0)
+    method = made.compression[0]
+    if (made.subgraph, made.tensor, method.index_bitwidth, method.mode.axis) != (0, 3, 4, 0):
+        return "tflite_micro's compression spec (Tensor, LookUpTableCompression, PerChannel) changed its fields"
+    return None
+
+
+def tflm_compression() -> TFLMCompression:
+    """TFLite Micro's look-up-table compression and aligner (`export/flash.py`)."""
+    require("tflm-compression")
+    return _tflm_compression()
+
+
 REGISTRY: dict[str, Workaround] = {w.name: w for w in (
     Workaround("keras-tuner-prints", "keras-tuner", KERAS_TUNER,
                "Keras Tuner prints every failed trial's traceback (keras_tuner.src.config.DEBUG) and, in "
@@ -749,6 +838,10 @@ REGISTRY: dict[str, Workaround] = {w.name: w for w in (
                "--tuner pareto promotes by Pareto rank through Keras Tuner's HyperbandOracle, which chooses whom "
                "to promote inline by trial.score, with no hook (keras-team/keras-tuner#556, #641)",
                _probe_promotion, fallback=None),
+    Workaround("hyperband-draws", "keras-tuner", KERAS_TUNER,
+               "--tuner pareto starts new trials from mutations of the front, through Keras Tuner's HyperbandOracle, "
+               "which draws each new trial with its private _random_values and has no hook for a proposal",
+               _probe_draws, fallback="new trials are Keras Tuner's uniform draws only (no mutations of the front)"),
     Workaround("hyperband-brackets", "keras-tuner", KERAS_TUNER,
                "--tuner pareto ranks each Hyperband round's trials, which HyperbandOracle keeps only in its "
                "private _brackets",
@@ -783,4 +876,9 @@ REGISTRY: dict[str, Workaround] = {w.name: w for w in (
                "the export reads each .tflite file's ops and kernels with the flatbuffer schema that tflite-micro "
                "carries (tflite_micro.runtime.schema_fb), which it does not document",
                _probe_tflite_schema, fallback=None),
+    Workaround("tflm-compression", "tflite-micro", TFLITE_MICRO,
+               "the flash form is written with tflite-micro's compression tool and flatbuffer aligner "
+               "(tflite_micro.tensorflow.lite.micro.compression.compress, tools.tflite_flatbuffer_align_wrapper), "
+               "which the package carries but does not document as its API",
+               _probe_tflm_compression, fallback=None),
 )}

@@ -82,23 +82,23 @@ def confusion(matrix: list[list[int]], title: str) -> bytes:
 
 
 def frontier(trials: list[dict], files: list[dict], rows: list[dict], floor: float = 95.0) -> bytes:
-    """Every trial's (estimated int8 KB, val accuracy) in grey, every exported int8 file's (KB, test
+    """Every trial's (estimated flash KB, val accuracy) in grey, every exported int8 file's (flash KB, test
     accuracy) on top, the budgets as vertical lines, and each budget's file labelled in a row of its own
     (so that no two labels overlap). Points under `floor` percent are left off the chart."""
     fig, ax = plt.subplots(figsize=(8, 5))
-    done = [(t["est_int8_bytes"] / 1024, 100 * t["val_accuracy"]) for t in trials if t["status"] == "completed"]
+    done = [(t["est_flash_bytes"] / 1024, 100 * t["val_accuracy"]) for t in trials if t["status"] == "completed"]
     if done:
         ax.scatter(*zip(*done), s=14, color="0.7", label="trial (estimated size, val accuracy)")
     if files:
-        ax.scatter([f["bytes"] / 1024 for f in files], [100 * f["test_accuracy"] for f in files], s=22,
-                   color="tab:blue", label="exported int8 file (size, test accuracy)")
+        ax.scatter([f["flash_bytes"] / 1024 for f in files], [100 * f["test_accuracy"] for f in files], s=22,
+                   color="tab:blue", label="exported int8 file (flash form's size, test accuracy)")
     chosen = [r for r in rows if "file" in r]
     for r in rows:
         ax.axvline(r["budget_kb"], color="tab:red", lw=0.8, ls=":")
     for i, r in enumerate(chosen):
-        x, y = r["bytes"] / 1024, 100 * r["test_accuracy"]
+        x, y = r["flash_bytes"] / 1024, 100 * r["test_accuracy"]
         ax.scatter([x], [y], s=90, marker="*", color="tab:orange", zorder=3)
-        ax.annotate(f"{r['budget_kb']:g} KB: {r['variant']} {y:.2f}% in {r['bytes']:,} B", (x, y),
+        ax.annotate(f"{r['budget_kb']:g} KB: {r['variant']} {y:.2f}% in {r['flash_bytes']:,} B", (x, y),
                     xytext=(0.02, 0.06 + 0.07 * i), textcoords="axes fraction", fontsize=8,
                     arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.6})
     lowest = min([y for _, y in done] + [100 * f["test_accuracy"] for f in files], default=floor)
@@ -107,7 +107,7 @@ def frontier(trials: list[dict], files: list[dict], rows: list[dict], floor: flo
     ax.set_xticks(sorted({r["budget_kb"] for r in rows}))
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel("int8 file size (KB, log scale); dotted: the budgets")
+    ax.set_xlabel("flash form size (KB, log scale); dotted: the budgets")
     ax.set_ylabel("accuracy (%)")
     ax.set_title("Accuracy-size frontier")
     ax.legend(loc="lower right", fontsize=8)

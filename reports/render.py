@@ -25,26 +25,52 @@ def cells(r: dict) -> list[str]:
 
 
 def micro_cells(row: dict) -> list[str]:
-    """flash bytes, arena bytes, TFLite Micro accuracy: '-' for rows that are not full-integer files."""
+    """The flash form's bytes, arena and TFLite Micro accuracy: '-' for rows that are not full-integer files."""
     m = row.get("micro")
     if m is None:
         return ["-", "-", "-"]
-    if not m["runs"]:
-        return [f"{m['flash_bytes']:,}", "-", "cannot run: " + (", ".join(m["unsupported_ops"]) or m["error"])]
-    return [f"{m['flash_bytes']:,}", f"{m['arena_bytes']:,}", f"{100 * m['test_accuracy']:.2f}"]
+    f = m["forms"].get("flash")
+    if f is None or f["test_accuracy"] is None:
+        why = ", ".join(m["unsupported_ops"]) or (f or {}).get("error") or m["error"]
+        return [f"{f['bytes']:,}" if f else "-", "-", f"cannot run: {why}"]
+    return [f"{f['bytes']:,}", f"{f['arena_bytes']:,}", f"{100 * f['test_accuracy']:.2f}"]
+
+
+# Each full-integer file's flash forms (reports.variants): flash against RAM.
+FORMS_HEAD = ("model", "form", "flash bytes", "arena bytes", "TFLM acc %", "outputs unlike the int8 file's")
+
+
+def forms_cells(row: dict) -> list[list[str]]:
+    """One line per flash form of a full-integer row, the int8 file itself first."""
+    m = row.get("micro")
+    if m is None or not m["runs"]:
+        return []
+    lines = [[row["name"], "int8 file", f"{m['int8_bytes']:,}", f"{m['arena_bytes']:,}",
+              f"{100 * m['test_accuracy']:.2f}", "-"]]
+    for form, f in m["forms"].items():
+        what = "flash (C arrays)" if form == "flash" else form
+        lines.append([row["name"], what, f"{f['bytes']:,}", f"{f['arena_bytes']:,}" if f["arena_bytes"] else "-",
+                      f"{100 * f['test_accuracy']:.2f}" if f["test_accuracy"] is not None else f"cannot run: {f['error']}",
+                      f"{f['differ']:,} of {m['images']:,}" if f["differ"] is not None else "-"])
+    return lines
 
 
 # A frontier's table: one row per budget (reports.budgets).
-BUDGET_HEAD = ("budget", "file", "bytes", "gzip bytes", "params", "test acc %", "median µs", "arena bytes")
+BUDGET_HEAD = ("budget", "file", "flash bytes", "arena bytes", "TFLM acc %", "int8 file bytes", "params",
+               "test acc %", "median µs", "val % start / searched")
 
 
 def budget_cells(row: dict) -> list[str]:
     """A frontier row as both tables show it."""
     if "file" not in row:
-        return [f"{row['budget_kb']:g} KB", f"none fits: {row['reason']}", *["-"] * 6]
-    return [f"{row['budget_kb']:g} KB", row["file"], f"{row['bytes']:,}", f"{row['gzip_bytes']:,}",
-            f"{row['params']:,}", f"{100 * row['test_accuracy']:.2f}", f"{row['median_us']:,.0f}",
-            f"{row['arena_bytes']:,}" if row["arena_bytes"] else "-"]
+        return [f"{row['budget_kb']:g} KB", f"none fits: {row['reason']}", *["-"] * 8]
+    tflm = row.get("micro_test_accuracy")
+    pct = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731
+    added = f"{pct(row.get('start_val_accuracy'))} / {pct(row.get('searched_val_accuracy'))}"
+    return [f"{row['budget_kb']:g} KB", row["file"], f"{row['flash_bytes']:,}",
+            f"{row['arena_bytes']:,}" if row["arena_bytes"] else "-", f"{100 * tflm:.2f}" if tflm is not None else "-",
+            f"{row['int8_bytes']:,}", f"{row['params']:,}", f"{100 * row['test_accuracy']:.2f}",
+            f"{row['median_us']:,.0f}", added + (" ★" if row.get("searched_beat_starts") else "")]
 
 
 def markdown_table(head, rows: list[list[str]], highlight: list[bool] | None = None) -> str:

@@ -38,17 +38,24 @@ def check_inputs(cfg: ReportConfig) -> dict:
     return {"best": rundir.best(run), "tune": rundir.tune_settings(run), "manifest": manifest}
 
 
+def flash_bytes(row: dict) -> int:
+    """What a row's model takes on flash: a full-integer file's flash form, else the file itself."""
+    form = ((row.get("micro") or {}).get("forms") or {}).get("flash")
+    return form["bytes"] if form else row["bytes"]
+
+
 def exported_files(rows: list[dict], max_kb: float | None = None) -> list[dict]:
-    """The rows of exported files; with a budget, only those of at most `max_kb` KB."""
-    return [r for r in rows if r["kind"] == "tflite" and (max_kb is None or r["bytes"] <= max_kb * 1024)]
+    """The rows of exported files; with a budget, only those whose flash bytes are at most `max_kb` KB."""
+    return [r for r in rows if r["kind"] == "tflite" and (max_kb is None or flash_bytes(r) <= max_kb * 1024)]
 
 
 def recommend(rows: list[dict], window: float, max_kb: float | None = None) -> str | None:
     """The smallest exported file within `window` points of the best exported accuracy.
 
-    With a budget, only files of at most `max_kb` KB compete; if none fits, the smallest file.
+    Smallest on flash: a full-integer file counts its flash form (export/micro/). With a budget, only files
+    of at most `max_kb` KB on flash compete; if none fits, the smallest.
     """
-    size = lambda r: (r["bytes"], r["gzip_bytes"])  # noqa: E731
+    size = lambda r: (flash_bytes(r), r["bytes"], r["gzip_bytes"])  # noqa: E731
     exported = exported_files(rows, max_kb) or sorted(exported_files(rows), key=size)[:1]
     if not exported:
         return None
@@ -67,41 +74,70 @@ def recommendation_rule(window: float, max_kb: float | None, rows: list[dict]) -
 
 
 def size_estimate(best: dict, rows: list[dict]) -> dict | None:
-    """The int8 size estimated before training (what --max-kb checks) against the real int8 file."""
+    """The flash size estimated before training (what --max-kb checks) against the int8 file's flash form."""
     int8 = next((r for r in rows if r["name"] == "int8"), None)
-    if int8 is None or "hyperparameters" not in best:
+    form = ((int8 or {}).get("micro") or {}).get("forms", {}).get("uncompressed") or \
+        ((int8 or {}).get("micro") or {}).get("forms", {}).get("flash")
+    if form is None or "hyperparameters" not in best:
         return None
-    from mnist_opt.tuning.size import estimate_int8_bytes
+    from mnist_opt.tuning.size import estimate_flash_bytes
 
-    estimated = estimate_int8_bytes(best["hyperparameters"])
-    return {"estimated_bytes": estimated, "int8_bytes": int8["bytes"],
-            "error": (estimated - int8["bytes"]) / int8["bytes"]}
+    estimated = estimate_flash_bytes(best["hyperparameters"])
+    return {"estimated_bytes": estimated, "flash_bytes": form["bytes"], "error": (estimated - form["bytes"]) / form["bytes"]}
 
 
-def micro_scores(model: bytes, x_test, y_test, litert_predicted, images: int | None = None) -> dict:
-    """A full-integer file in TFLite Micro: whether it runs, its arena, test accuracy, agreement with LiteRT.
+def micro_scores(model: bytes, forms: dict[str, bytes], x_test, y_test, litert_predicted,
+                 images: int | None = None) -> dict:
+    """A full-integer file and its flash forms in TFLite Micro: whether they run, arenas, test accuracy.
 
-    Agreement is given twice: with the LiteRT run the table's accuracy comes from (XNNPACK, as LiteRT
-    runs by default) and with LiteRT's own fixed-point kernels, which TFLite Micro's mirror.
-    `images`: the first that many test images only (None: all of them).
+    The int8 file's agreement is given with the LiteRT run the table's accuracy comes from (XNNPACK, as LiteRT
+    runs by default) and with LiteRT's own fixed-point kernels, which TFLite Micro's mirror. Each flash form
+    (`forms`, what export wrote under micro/) is compared output for output with the int8 file in TFLite Micro:
+    `differ` counts the images whose outputs are not identical. `images`: the first that many test images only
+    (None: all of them).
     """
     from mnist_opt.export import litert, micro
     from mnist_opt.inference.model import to_inputs
 
     check = micro.check(model)
-    out = {"runs": check["runs"], "flash_bytes": len(model), "arena_bytes": check["arena_bytes"],
+    out = {"runs": check["runs"], "int8_bytes": len(model), "arena_bytes": check["arena_bytes"],
            "unsupported_ops": check["unsupported_ops"], "error": check["error"], "test_accuracy": None,
-           "agreement_with_litert": None, "agreement_with_litert_kernels": None, "images": None}
-    if check["runs"]:
-        x_test, y_test, litert_predicted = x_test[:images], y_test[:images], litert_predicted[:images]
-        out["images"] = int(len(y_test))
-        x = to_inputs(x_test)
-        predicted = micro.predict(model, x, check["arena_bytes"]).argmax(1)
-        kernels = litert.predict(model, x, xnnpack=False).argmax(1)
-        out.update(test_accuracy=float((predicted == y_test).mean()),
-                   agreement_with_litert=float((predicted == litert_predicted).mean()),
-                   agreement_with_litert_kernels=float((predicted == kernels).mean()))
+           "agreement_with_litert": None, "agreement_with_litert_kernels": None, "images": None, "forms": {}}
+    for form, data in forms.items():
+        c = micro.check(data)
+        out["forms"][form] = {"bytes": len(data), "arena_bytes": c["arena_bytes"], "ops": c["ops"],
+                              "error": c["error"], "test_accuracy": None, "differ": None}
+    if not check["runs"]:
+        return out
+    x_test, y_test, litert_predicted = x_test[:images], y_test[:images], litert_predicted[:images]
+    out["images"] = int(len(y_test))
+    x = to_inputs(x_test)
+    outputs = micro.predict(model, x, check["arena_bytes"])
+    predicted = outputs.argmax(1)
+    kernels = litert.predict(model, x, xnnpack=False).argmax(1)
+    out.update(test_accuracy=float((predicted == y_test).mean()),
+               agreement_with_litert=float((predicted == litert_predicted).mean()),
+               agreement_with_litert_kernels=float((predicted == kernels).mean()))
+    for form, f in out["forms"].items():
+        if f["arena_bytes"] is not None:
+            got = micro.predict(forms[form], x, f["arena_bytes"])
+            f.update(test_accuracy=float((got.argmax(1) == y_test).mean()), differ=int((got != outputs).any(axis=1).sum()))
     return out
+
+
+def flash_forms(run_dir: Path, entry: dict) -> dict[str, bytes]:
+    """The flash forms export wrote for a variant (`micro/<variant>.tflite` and its uncompressed twin), checked
+    against the manifest's sha256."""
+    m = entry.get("micro") or {}
+    found = {}
+    for form, doc in (("flash", m), ("uncompressed", m.get("uncompressed"))):
+        if doc and doc.get("file"):
+            data = (run_dir / "export" / doc["file"]).read_bytes()
+            if hashlib.sha256(data).hexdigest() != doc["sha256"]:
+                raise InputError(f"{run_dir / 'export' / doc['file']} is not the file export wrote (its sha256 "
+                                 f"differs from manifest.json): run `mnist-opt export --run-dir {run_dir}` again")
+            found[form] = data
+    return found
 
 
 def micro_line(row: dict) -> str:
@@ -110,9 +146,12 @@ def micro_line(row: dict) -> str:
         return ""
     if not m["runs"]:
         return f"  TFLite Micro: cannot run it ({m['error']})"
+    forms = "".join(f"; {form} form {f['bytes']:,} bytes, arena {f['arena_bytes']:,}, "
+                    f"{100 * f['test_accuracy']:.2f}%, {f['differ']:,} outputs differ" for form, f in m["forms"].items()
+                    if f["test_accuracy"] is not None)
     return (f"  TFLite Micro {100 * m['test_accuracy']:.2f}% (agrees with LiteRT on "
             f"{100 * m['agreement_with_litert']:.2f}%, with its kernels without XNNPACK on "
-            f"{100 * m['agreement_with_litert_kernels']:.2f}%), arena {m['arena_bytes']:,} bytes")
+            f"{100 * m['agreement_with_litert_kernels']:.2f}%), arena {m['arena_bytes']:,} bytes{forms}")
 
 
 def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
@@ -151,13 +190,14 @@ def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
             "bytes": len(data),
             "gzip_bytes": len(gzip.compress(data, 9)),
             "sparsity": 0.0 if entry is None else entry["sparsity"],
+            "val_accuracy": None if entry is None else entry.get("val_accuracy"),  # export's, on the validation split
             "quantization": "none" if entry is None else entry["quantization"],
             **model.latency_us(x_test[0], cfg.latency_runs, cfg.warmup_runs),
         }
         s = scores(y_test, predicted)
         row.update(test_accuracy=s["accuracy"], per_class_accuracy=s["per_class_accuracy"], confusion=s["confusion"])
         if row["quantization"] == "int8":
-            row["micro"] = micro_scores(data, x_test, y_test, predicted, cfg.micro_images)
+            row["micro"] = micro_scores(data, flash_forms(run_dir, entry), x_test, y_test, predicted, cfg.micro_images)
         rows.append(row)
         log(f"measured {name:<16} test accuracy {100 * row['test_accuracy']:.2f}%  "
             f"{row['bytes']:>9,} bytes  median {row['median_us']:,.0f} us{micro_line(row)}")
@@ -175,7 +215,7 @@ def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
         "recommended": recommended,
         "recommendation_rule": recommendation_rule(cfg.accuracy_window, max_kb, rows),
         "max_kb": max_kb,
-        "int8_size_estimate": size_estimate(docs["best"], rows),
+        "flash_size_estimate": size_estimate(docs["best"], rows),
         "rows": rows,
         "settings": {"report": cfg.to_dict(), "tune": tune_cfg, "export": docs["manifest"]["settings"]},
         "best_hparams": docs["best"],
@@ -196,13 +236,29 @@ def markdown(doc: dict, table: str) -> str:
     return (f"# mnist-opt report: {doc['run_dir']}\n\n"
             f"Measured on the {doc['test_images']:,} MNIST test images, from the files on disk.\n\n"
             f"{table}\n\n★ recommended: **{doc['recommended']}** ({doc['recommendation_rule']}).\n\n"
+            f"{forms_section(doc)}"
             f"Tuned model: trial {best['trial_id']}, {best['params']:,} parameters, "
             f"validation accuracy {100 * best['val_accuracy']:.2f}%.\n\n{estimate_line(doc)}"
             f"Latency: batch of 1 on this CPU, {doc['settings']['report']['latency_runs']:,} timed runs after "
             f"{doc['settings']['report']['warmup_runs']} warm-up runs. TFLM: the full-integer files run in TFLite "
-            f"Micro's host interpreter on {micro_images(doc)}; flash bytes are the C array's (export/micro/), the "
-            f"arena the smallest that allocates. Per-class accuracy, confusion matrices, "
+            f"Micro's host interpreter on {micro_images(doc)}; flash bytes, arena and TFLM accuracy are the flash "
+            f"form's (the C array in export/micro/), the arena the smallest that allocates. Per-class accuracy, confusion matrices, "
             f"sha256 of every file, settings and package versions are in report.json.\n")
+
+
+def forms_section(doc: dict) -> str:
+    """The flash forms of the full-integer files (flash against RAM), or nothing if there are none."""
+    lines = [line for r in doc["rows"] for line in render.forms_cells(r)]
+    if not lines:
+        return ""
+    return (f"Flash forms (RUN/export/micro/): what a microcontroller stores, measured in TFLite Micro. "
+            f"{FLASH_NOTE}\n\n{render.markdown_table(render.FORMS_HEAD, lines)}\n\n")
+
+
+FLASH_NOTE = ("The flash form drops what TFLite Micro does not read (names, signatures, metadata, repeated zero "
+              "points); where a kernel has few distinct values (clustered), its indices are stored in 1-7 bits "
+              "and DECODE ops expand them into the arena: less flash, more RAM. The C arrays hold the flash form; "
+              "the uncompressed one is its RAM-saving twin.")
 
 
 def micro_images(doc: dict) -> str:
@@ -211,11 +267,11 @@ def micro_images(doc: dict) -> str:
 
 
 def estimate_line(doc: dict) -> str:
-    e = doc.get("int8_size_estimate")
+    e = doc.get("flash_size_estimate")
     if not e:
         return ""
     return (f"Size estimate made before training (what `--max-kb` checks): {e['estimated_bytes']:,} bytes; "
-            f"the real int8.tflite: {e['int8_bytes']:,} bytes ({100 * e['error']:+.1f}%).\n\n")
+            f"the int8 file's flash form: {e['flash_bytes']:,} bytes ({100 * e['error']:+.1f}%).\n\n")
 
 
 def to_html(doc: dict, trials: list[dict]) -> str:
@@ -232,4 +288,7 @@ def to_html(doc: dict, trials: list[dict]) -> str:
              f"from the files on disk. ★ recommended: <b>{html.escape(str(doc['recommended']))}</b> "
              f"({html.escape(doc['recommendation_rule'])}).</p>\n"
              f"<p>{html.escape(estimate_line(doc).strip())}</p>\n")
-    return render.page("mnist-opt report", intro, table, figures)
+    forms = [line for r in rows for line in render.forms_cells(r)]
+    after = (f"<h2>Flash forms</h2><p>{html.escape(FLASH_NOTE)}</p>\n{render.html_table(render.FORMS_HEAD, forms)}\n"
+             if forms else "")
+    return render.page("mnist-opt report", intro, table, figures, after=after)

@@ -220,7 +220,7 @@ class _Trial:
 @pytest.mark.parametrize("seed", range(5))
 def test_optunas_draws_are_points_of_the_frontier_space(seed):
     from mnist_opt.tuning import space as space_module
-    from mnist_opt.tuning.size import estimate_int8_bytes
+    from mnist_opt.tuning.size import estimate_flash_bytes
 
     space = space_module.load(hv.SPACE)
     trial = _Trial(seed)
@@ -233,4 +233,4 @@ def test_optunas_draws_are_points_of_the_frontier_space(seed):
     rate = space.params["learning_rate"]
     assert trial.ranges["learning_rate"] == (rate.min, rate.max, True)  # the space's bounds, drawn on a log scale
     assert rate.min <= values["learning_rate"] <= rate.max
-    assert estimate_int8_bytes(values) > 0  # a model the project can build
+    assert estimate_flash_bytes(values) > 0  # a model the project can build

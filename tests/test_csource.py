@@ -35,7 +35,7 @@ def test_the_generated_source_compiles_and_its_array_is_the_file(smoke_export, t
     subprocess.run([cxx, "-std=c++17", "-Wall", "-Wextra", "-Werror", "-I", str(export_dir / "micro"), str(main),
                     str(export_dir / "micro" / f"{name}.cc"), "-o", str(binary)], check=True)
     out = subprocess.run([str(binary), str(tmp_path / "array.bin")], check=True, capture_output=True, text=True)
-    assert (tmp_path / "array.bin").read_bytes() == (export_dir / f"{name}.tflite").read_bytes()
+    assert (tmp_path / "array.bin").read_bytes() == (export_dir / entry["micro"]["file"]).read_bytes()  # the flash form
     arena, measured, zero = (int(v) for v in out.stdout.split())
     assert measured == entry["micro"]["arena_bytes"] and arena == csource.arena_constant(measured) >= measured
     assert arena % 16 == 0 and zero == entry["input"]["zero_point"]

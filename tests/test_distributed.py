@@ -202,5 +202,5 @@ def test_a_pareto_search_runs_with_two_workers_and_the_chief_retrains_each_budge
     assert [t["pareto_rank"] for t in trials] == [t["pareto_rank"] for t in pareto.annotate(trials)]
     # Which trials two workers get depends on who asks first: promotions are checked in test_oracles.py.
     (entry,) = json.loads((run_dir / "frontier.json").read_text())["entries"]
-    assert entry["trial_id"] in {t["id"] for t in trials} and entry["int8_bytes"] <= 12 * 1024
+    assert entry["trial_id"] in {t["id"] for t in trials} and entry["flash_bytes"] <= 12 * 1024
     assert (run_dir / entry["dir"] / "best.keras").is_file()

@@ -1,6 +1,8 @@
 import gzip
 import hashlib
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,7 +74,29 @@ def test_every_int8_file_has_its_tflite_micro_check_and_cpp_source(smoke_export)
         assert f"kArenaBytesMeasured = {m['arena_bytes']};" in header
         assert f"kInputZeroPoint = {v['input']['zero_point']};" in header
         assert f"`{v['name']}.h`" in readme
+        # The C array holds the flash form, byte for byte; the header names its sha256 and its arena.
+        flash_form = (run_dir / "export" / m["file"]).read_bytes()
+        assert len(flash_form) == m["bytes"] < v["bytes"] and hashlib.sha256(flash_form).hexdigest() == m["sha256"]
+        assert _array_bytes((run_dir / "export" / m["source"]).read_text()) == flash_form
+        assert m["sha256"] in header
+        if m["lut"]:  # LUT-compressed: less flash, more RAM than its twin
+            twin = m["uncompressed"]
+            assert m["bytes"] < twin["bytes"] and m["arena_bytes"] > twin["arena_bytes"], v["name"]
+        else:
+            assert m["uncompressed"] is None, v["name"]
+        if v["source"] in ("clustered", "pruned_clustered_qat"):  # 16 clusters: at most 16 values a channel, 4 bits
+            assert m["lut"] and all(k["bits"] <= 4 and k["distinct"] <= 16 for k in m["lut"]), v["name"]
+        elif v["source"] == "tuned":
+            assert m["lut"] == [], v["name"]  # a trained kernel's channels have too many values to pay
     assert not any("micro" in v for v in manifest["variants"] if v["quantization"] != "int8")
+    listed = {Path(f).name for v in int8 for f in (v["micro"]["file"], (v["micro"]["uncompressed"] or {}).get("file")) if f}
+    assert {p.name for p in (run_dir / "export" / "micro").glob("*.tflite")} == listed
+
+
+def _array_bytes(source: str) -> bytes:
+    """The bytes of a generated .cc file's kModel array."""
+    body = source[source.index("kModel[] = {") + len("kModel[] = {"):source.index("};")]
+    return bytes(int(h, 16) for h in re.findall(r"0x([0-9a-f]{2})", body))
 
 
 def test_partial_export_keeps_unchanged_entries(seed, smoke_export):
@@ -89,7 +113,8 @@ def test_partial_export_keeps_unchanged_entries(seed, smoke_export):
     (["{run}", "--sparsity", "1.0"], "--sparsity: expected a fraction in [0, 1), got 1.0"),
     (["{run}", "--sparsity", "-0.1"], "--sparsity: expected a fraction in [0, 1)"),
     (["{run}", "--variants", "int8,int4"], "unknown variant int4"),
-    (["{run}", "--clusters", "1"], "--clusters: expected 2 to 256 shared values per kernel"),
+    (["{run}", "--clusters", "1"], "--clusters: expected 2 to 128 shared values per kernel"),
+    (["{run}", "--clusters", "129"], "look-up tables index at most 7 bits), got 129"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(seed, smoke_run, tmp_path, args, expected):
     run_dir, _ = smoke_run
@@ -140,14 +165,16 @@ def test_micro_keeps_only_the_sources_of_listed_variants_that_run(tmp_path):
 
     micro_dir = tmp_path / "micro"
     micro_dir.mkdir()
-    for name in ("int8.h", "int8.cc", "gone.h", "gone.cc", "fails.h", "fails.cc", "README.md"):
+    for name in ("int8.h", "int8.cc", "int8.tflite", "gone.h", "gone.cc", "gone.tflite", "gone.uncompressed.tflite",
+                 "fails.h", "fails.cc", "fails.tflite", "README.md"):
         (micro_dir / name).write_text("old")
-    figures = {"ops": ["CONV_2D"], "arena_bytes": 1024}
+    figures = {"ops": ["CONV_2D"], "arena_bytes": 1024, "bytes": 90, "file": "micro/int8.tflite",
+               "header": "micro/int8.h", "source": "micro/int8.cc", "uncompressed": None}
     variants = [{"name": "int8", "bytes": 100, "micro": {"runs": True, **figures}},
-                {"name": "fails", "bytes": 100, "micro": {"runs": False, "ops": [], "arena_bytes": None}},
+                {"name": "fails", "bytes": 100, "micro": {"runs": False, "ops": [], "arena_bytes": None, "file": None}},
                 {"name": "float32", "bytes": 400}]
     tidy_micro(micro_dir, variants)
-    assert sorted(p.name for p in micro_dir.iterdir()) == ["README.md", "int8.cc", "int8.h"]
+    assert sorted(p.name for p in micro_dir.iterdir()) == ["README.md", "int8.cc", "int8.h", "int8.tflite"]
     assert "`int8.h`" in (micro_dir / "README.md").read_text()
     tidy_micro(micro_dir, variants[1:])  # none runs any more: no sources, no README
     assert list(micro_dir.iterdir()) == []

@@ -11,11 +11,11 @@ from mnist_opt.cli import app
 from mnist_opt.workflow import FRONTIER_VARIANTS, configs
 from mnist_opt.tuning import frontier
 from mnist_opt.tuning.select import merit
-from mnist_opt.export.file_size import int8_bytes
+from mnist_opt.export.file_size import flash_bytes
 
 
 def _record(i, acc, est, params=1000):
-    return {"id": str(i), "val_accuracy": acc, "est_int8_bytes": est, "params": params}
+    return {"id": str(i), "val_accuracy": acc, "est_flash_bytes": est, "params": params}
 
 
 def test_plan_takes_the_best_trial_whose_exact_size_fits_and_says_why_none_does():
@@ -30,15 +30,27 @@ def test_plan_takes_the_best_trial_whose_exact_size_fits_and_says_why_none_does(
     entries = frontier.plan(records, (64, 16, 4, 32), size)
     assert [e["budget_kb"] for e in entries] == [4, 16, 32, 64]
     assert entries[0]["trial_id"] is None and "trial 3, is 6,100 bytes" in entries[0]["reason"]
-    assert entries[1]["trial_id"] == "2" and entries[1]["int8_bytes"] == 7_500 and entries[1]["dir"] == "frontier/16kb"
+    assert entries[1]["trial_id"] == "2" and entries[1]["flash_bytes"] == 7_500 and entries[1]["dir"] == "frontier/16kb"
     assert entries[2]["trial_id"] == "1" and entries[2]["dir"] == "frontier/32kb"
     assert entries[3]["trial_id"] == "0" and entries[3]["dir"] == "frontier/64kb"
     assert "0" not in asked[:3]  # a trial estimated far over a budget is not converted for it
 
 
+def test_each_budget_says_what_the_search_added_over_its_starting_points():
+    records = [dict(_record(0, 0.98, 7_000), start=True), _record(1, 0.985, 7_500),
+               dict(_record(2, 0.99, 15_000), start=True), _record(3, 0.97, 14_000)]
+    e8, e16 = frontier.plan(records, (8, 16), lambda r: r["est_flash_bytes"])
+    assert (e8["trial_id"], e8["start"], e8["start_val_accuracy"], e8["searched_val_accuracy"]) == ("1", False, 0.98, 0.985)
+    assert e8["searched_beat_starts"] is True
+    assert (e16["trial_id"], e16["start"], e16["start_val_accuracy"], e16["searched_val_accuracy"]) == ("2", True, 0.99, 0.985)
+    assert e16["searched_beat_starts"] is False
+    (only,) = frontier.plan(records[1:2], (8,), lambda r: r["est_flash_bytes"])  # no start fits: the search's own
+    assert only["start_val_accuracy"] is None and only["searched_beat_starts"] is True
+
+
 def test_a_larger_budget_with_a_smaller_ones_model_reuses_its_directory():
     records = [_record(0, 0.99, 5_000), _record(1, 0.95, 20_000)]
-    entries = frontier.plan(records, (8, 32), lambda r: r["est_int8_bytes"])
+    entries = frontier.plan(records, (8, 32), lambda r: r["est_flash_bytes"])
     assert [e["trial_id"] for e in entries] == ["0", "0"]
     assert [e["dir"] for e in entries] == ["frontier/8kb", "frontier/8kb"]
 
@@ -47,7 +59,8 @@ def test_budgets_make_a_pareto_run_within_the_largest_budget():
     p = configs("standard", "runs/x", budgets=(32, 8, 16))
     assert (p.tune.tuner, p.tune.budgets, p.tune.max_kb) == ("pareto", (8, 16, 32), 32)
     assert set(p.export.variants) <= set(FRONTIER_VARIANTS)
-    assert configs("frontier", "runs/x").tune.budgets == (8, 16, 32, 64)
+    assert configs("frontier", "runs/x").tune.budgets == (4, 8, 16, 32, 64)
+    assert configs("frontier", "runs/x").export.clusters == configs("frontier", "runs/x").tune.clusters == 16
 
 
 @pytest.mark.parametrize("value", ["", "x", "0.5", "8,,-1", "nan", "inf"])
@@ -64,13 +77,16 @@ def test_every_budget_has_a_file_within_it_or_a_reason(frontier_run):
     doc = json.loads((run_dir / "report.json").read_text())
     assert [r["budget_kb"] for r in doc["frontier"]] == list(FRONTIER_BUDGETS)
     for row in doc["frontier"]:
-        if "file" in row:
-            assert (run_dir / row["file"]).stat().st_size == row["bytes"] <= row["budget_kb"] * 1024
-            assert row["test_accuracy"] > 0.5
+        if "file" in row:  # the int8 file in LiteRT; its flash form, what the budget counts, in TFLite Micro
+            assert (run_dir / row["file"]).stat().st_size == row["int8_bytes"] > row["flash_bytes"]
+            assert row["flash_bytes"] <= row["budget_kb"] * 1024
+            flash_file = run_dir / row["dir"] / "export" / "micro" / f"{row['variant']}.tflite"
+            assert flash_file.stat().st_size == row["flash_bytes"]
+            assert row["test_accuracy"] > 0.5 and row["micro_test_accuracy"] > 0.5
         else:
             assert row["reason"]
     unmet = doc["frontier"][0]
-    assert "file" not in unmet and "no finished trial's int8 file fits in 3 KB" in unmet["reason"]
+    assert "file" not in unmet and "no finished trial's flash form fits in 3 KB" in unmet["reason"]
     assert "none fits" in output  # the table the command prints names it
     assert any("file" in r for r in doc["frontier"])
     assert (run_dir / "report.html").read_text().count("<img") == 1
@@ -96,11 +112,11 @@ def test_each_budgets_trial_is_the_best_on_validation_that_fits(frontier_run):
         if e["trial_id"] is None:
             continue
         best = rundir.best(run_dir / e["dir"])
-        assert best["trial_id"] == e["trial_id"] and e["int8_bytes"] <= e["budget_kb"] * 1024
+        assert best["trial_id"] == e["trial_id"] and e["flash_bytes"] <= e["budget_kb"] * 1024
         chosen = next(t for t in trials if t["id"] == e["trial_id"])
         for t in trials:  # every trial better on validation is over the budget
-            if merit(t) > merit(chosen) and t["est_int8_bytes"] <= e["budget_kb"] * 1024 * frontier.ESTIMATE_SLACK:
-                assert int8_bytes(t["hyperparameters"], representative) > e["budget_kb"] * 1024
+            if merit(t) > merit(chosen) and t["est_flash_bytes"] <= e["budget_kb"] * 1024 * frontier.ESTIMATE_SLACK:
+                assert flash_bytes(t["hyperparameters"], representative) > e["budget_kb"] * 1024
     assert not (run_dir / rundir.BEST_MODEL).exists()  # a frontier run has no single winner
     assert "retraining trial" in output
 

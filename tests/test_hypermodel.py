@@ -7,7 +7,7 @@ import tf_keras
 from mnist_opt.tuning import space
 from mnist_opt.tuning.architecture import BASELINE, build_cnn
 from mnist_opt.tuning.hypermodel import CNNHyperModel, sample
-from mnist_opt.tuning.size import ESTIMATE_ERROR, count_params, estimate_int8_bytes
+from mnist_opt.tuning.size import ESTIMATE_ERROR, count_params, estimate_flash_bytes
 
 
 def corner_values(space_name: str, which: str) -> dict:
@@ -75,14 +75,17 @@ def test_filters_are_declared_per_existing_block(seed):
          dense_units=48),
     dict(corner_values("tiny", "high"), kernel_size=5, convs_per_block=2),
 ], ids=["baseline", "tiny-low", "default-high", "bn-gap-dense", "tiny-k5"])
-def test_int8_size_estimate_is_within_5_percent_of_the_real_file(seed, values):
-    """--max-kb and the Pareto search trust this estimate: check it against the converter's file (with
-    random weights, as large as the trained model's: tests/test_frontier.py)."""
-    from mnist_opt.export.file_size import int8_bytes
+@pytest.mark.parametrize("clusters", [None, 4, 16])
+def test_flash_size_estimate_is_within_5_percent_of_the_real_flash_form(seed, values, clusters):
+    """--max-kb, the budgets and the Pareto search trust this estimate: check it against the converter's file's
+    flash form (with random weights, as large as the trained model's: tests/test_frontier.py), plain and
+    clustered (every kernel the export clusters holding that many values, LUT-compressed)."""
+    from mnist_opt.export.file_size import flash_bytes
 
     representative = np.random.default_rng(seed).random((20, 28, 28, 1), dtype="float32")
-    real = int8_bytes(values, representative)
-    assert abs(estimate_int8_bytes(values) - real) <= ESTIMATE_ERROR * real, (estimate_int8_bytes(values), real)
+    real = flash_bytes(values, representative, clusters)
+    estimate = estimate_flash_bytes(values, clusters)
+    assert abs(estimate - real) <= ESTIMATE_ERROR * real, (estimate, real)
 
 
 def test_batch_norm_models_can_be_judged_after_one_short_epoch(seed):

@@ -6,13 +6,14 @@ the sparsity is reached and kept, the clusters are kept, each int8 file agrees w
 runs in TFLite Micro, and the size estimate is close to the real file.
 """
 
+import numpy as np
 import pytest
 
-from mnist_opt.export import bridge, cluster, flatbuffer, litert, micro, prune, quantize, tflite
+from mnist_opt.export import bridge, cluster, flash, flatbuffer, litert, micro, prune, quantize, tflite
 from mnist_opt import data
 from mnist_opt.tuning import inputs
 from mnist_opt.tuning.architecture import BASELINE, build_cnn, compile_model
-from mnist_opt.tuning.size import ESTIMATE_ERROR, count_params, estimate_int8_bytes
+from mnist_opt.tuning.size import ESTIMATE_ERROR, count_params, estimate_flash_bytes
 
 pytestmark = pytest.mark.slow  # each test trains models through every stage (make test-fast leaves them out)
 
@@ -76,11 +77,13 @@ def test_layer_kind_goes_through_bridge_prune_qat_and_int8(seed, split, values):
         agree = (litert.predict(int8, images).argmax(1) == source.predict(images, verbose=0).argmax(1)).mean()
         assert agree >= 0.98, (name, agree)
         assert micro.check(int8)["runs"], name
+        for form, data in flash.forms(int8).items():  # what goes on flash: the int8 file's outputs in TFLite Micro
+            assert np.array_equal(micro.predict(data, images[:200]), micro.predict(int8, images[:200])), (name, form)
         kernels = flatbuffer.kernels(int8, MIN_WEIGHTS)
         if name == "pcqat":
             assert kernels and all(k["distinct"] <= CLUSTERS for k in kernels.values()), kernels
             assert abs(flatbuffer.sparsity(kernels) - reached) <= 0.02, kernels
     # What --max-kb and the Pareto search trust: the estimate made before training, against the trained
     # model's file (within ESTIMATE_ERROR on every layer kind).
-    real = len(tflite.convert(legacy, "int8", representative))
-    assert abs(estimate_int8_bytes(values) - real) <= ESTIMATE_ERROR * real, (estimate_int8_bytes(values), real)
+    real = len(flash.slim(tflite.convert(legacy, "int8", representative)))
+    assert abs(estimate_flash_bytes(values) - real) <= ESTIMATE_ERROR * real, (estimate_flash_bytes(values), real)

@@ -56,10 +56,10 @@ def test_hypervolume_equals_a_grid_count(seed):
 
 def test_annotate_ranks_completed_trials_only():
     records = [
-        {"id": "0", "status": "completed", "val_accuracy": 0.99, "est_int8_bytes": 9000},
-        {"id": "1", "status": "completed", "val_accuracy": 0.98, "est_int8_bytes": 20000},
-        {"id": "2", "status": "skipped", "val_accuracy": None, "est_int8_bytes": 100},
-        {"id": "3", "status": "completed", "val_accuracy": 0.97, "est_int8_bytes": 5000},
+        {"id": "0", "status": "completed", "val_accuracy": 0.99, "est_flash_bytes": 9000},
+        {"id": "1", "status": "completed", "val_accuracy": 0.98, "est_flash_bytes": 20000},
+        {"id": "2", "status": "skipped", "val_accuracy": None, "est_flash_bytes": 100},
+        {"id": "3", "status": "completed", "val_accuracy": 0.97, "est_flash_bytes": 5000},
     ]
     assert [r["pareto_rank"] for r in pareto.annotate(records)] == [0, 1, None, 0]
 

@@ -38,8 +38,9 @@ def test_report_rows_are_complete_and_consistent(seed, quick_run):
     assert rows["float32"]["size_vs_float32"] == 1.0 and rows["int8"]["size_vs_float32"] < 0.5
     assert doc["recommended"] == recommend(doc["rows"], 0.1)
     assert set(doc["packages"]) >= {"tensorflow", "ai-edge-litert"}
-    estimate = doc["int8_size_estimate"]  # what --max-kb checks, against the real file
-    assert estimate["int8_bytes"] == rows["int8"]["bytes"] and abs(estimate["error"]) <= ESTIMATE_ERROR
+    estimate = doc["flash_size_estimate"]  # what --max-kb checks, against the int8 file's flash form
+    assert estimate["flash_bytes"] == rows["int8"]["micro"]["forms"]["flash"]["bytes"]
+    assert abs(estimate["error"]) <= ESTIMATE_ERROR
 
 
 def test_int8_rows_carry_tflite_micro_figures_measured_from_the_file(seed, quick_run):
@@ -50,7 +51,7 @@ def test_int8_rows_carry_tflite_micro_figures_measured_from_the_file(seed, quick
     doc = json.loads((run_dir / "report.json").read_text())
     rows = {r["name"]: r for r in doc["rows"]}
     m = rows["int8"]["micro"]
-    assert m["runs"] and m["flash_bytes"] == rows["int8"]["bytes"] and m["images"] == AGREEMENT_IMAGES
+    assert m["runs"] and m["int8_bytes"] == rows["int8"]["bytes"] and m["images"] == AGREEMENT_IMAGES
     assert m["arena_bytes"] == micro.arena_bytes((run_dir / rows["int8"]["file"]).read_bytes())
     assert m["agreement_with_litert_kernels"] >= 0.999 and m["agreement_with_litert"] >= 0.99
     # two runtimes that disagree on a fraction d of the images differ by at most d in accuracy
@@ -59,8 +60,14 @@ def test_int8_rows_carry_tflite_micro_figures_measured_from_the_file(seed, quick
     litert_accuracy_there = (litert.predict(model, to_inputs(x)).argmax(1) == y).mean()
     assert abs(m["test_accuracy"] - litert_accuracy_there) <= 1 - m["agreement_with_litert"] + 1e-9
     assert all("micro" not in r for r in doc["rows"] if r["quantization"] != "int8")
+    # The flash form, what the C array holds: its own file, arena and accuracy, and the int8 file's outputs.
+    f = m["forms"]["flash"]
+    flash_file = (run_dir / "export" / "micro" / "int8.tflite").read_bytes()
+    assert f["bytes"] == len(flash_file) < rows["int8"]["bytes"] and f["arena_bytes"] == micro.arena_bytes(flash_file)
+    assert f["differ"] == 0 and f["test_accuracy"] == m["test_accuracy"]
     table = (run_dir / "report.md").read_text()
-    assert f"| {m['flash_bytes']:,} | {m['arena_bytes']:,} | {100 * m['test_accuracy']:.2f} |" in table
+    assert f"| {f['bytes']:,} | {f['arena_bytes']:,} | {100 * f['test_accuracy']:.2f} |" in table
+    assert f"| int8 | flash (C arrays) | {f['bytes']:,} | {f['arena_bytes']:,} |" in table
 
 
 def test_tflite_micro_runs_every_test_image_unless_told(quick_run):
@@ -70,8 +77,9 @@ def test_tflite_micro_runs_every_test_image_unless_told(quick_run):
     model = (run_dir / "export" / "int8.tflite").read_bytes()
     x, y = (a[:AGREEMENT_IMAGES + 200] for a in load_test())
     # "LiteRT's" answers are the labels here: agreeing with them is being right, on the same images
-    every = micro_scores(model, x, y, y)
-    few = micro_scores(model, x, y, y, images=100)
+    every = micro_scores(model, {}, x, y, y)
+    few = micro_scores(model, {"flash": model}, x, y, y, images=100)
+    assert few["forms"]["flash"]["differ"] == 0  # the same file, compared with itself
     assert every["images"] == len(y) and few["images"] == 100
     for m in (every, few):
         assert m["agreement_with_litert"] == m["test_accuracy"]
@@ -81,8 +89,10 @@ def test_a_file_tflite_micro_cannot_run_is_named_in_the_table_not_a_crash():
     from mnist_opt.reports.render import micro_cells
     from mnist_opt.reports.variants import micro_line
 
-    row = {"micro": {"runs": False, "flash_bytes": 1234, "arena_bytes": None, "unsupported_ops": ["TOPK_V2"],
-                     "error": "TFLite Micro has no kernel for TOPK_V2", "test_accuracy": None}}
+    form = {"bytes": 1234, "arena_bytes": None, "ops": ["TOPK_V2"], "error": "no kernel", "test_accuracy": None,
+            "differ": None}
+    row = {"micro": {"runs": False, "int8_bytes": 2000, "arena_bytes": None, "unsupported_ops": ["TOPK_V2"],
+                     "error": "TFLite Micro has no kernel for TOPK_V2", "test_accuracy": None, "forms": {"flash": form}}}
     assert micro_cells(row) == ["1,234", "-", "cannot run: TOPK_V2"]
     assert "no kernel for TOPK_V2" in micro_line(row)
     assert micro_cells({"name": "float32"}) == ["-", "-", "-"]
@@ -149,14 +159,16 @@ def test_report_max_kb_moves_the_recommendation_into_the_budget(seed, quick_run,
     run_dir = tmp_path / "run"
     shutil.copytree(quick_run[0], run_dir)
     before = json.loads((run_dir / "report.json").read_text())
-    sizes = sorted(r["bytes"] for r in before["rows"] if r["kind"] == "tflite")
+    from mnist_opt.reports.variants import flash_bytes
+
+    sizes = sorted(flash_bytes(r) for r in before["rows"] if r["kind"] == "tflite")
     budget = (sizes[0] + 1) / 1024  # only the smallest file fits
     result = CliRunner().invoke(app, ["report", str(run_dir), "--latency-runs", "5", "--max-kb", f"{budget}",
                                       "--micro-images", str(AGREEMENT_IMAGES)])
     assert result.exit_code == 0, result.output
     doc = json.loads((run_dir / "report.json").read_text())
     chosen = next(r for r in doc["rows"] if r["name"] == doc["recommended"])
-    assert chosen["bytes"] <= budget * 1024 and doc["max_kb"] == pytest.approx(budget)
+    assert flash_bytes(chosen) <= budget * 1024 and doc["max_kb"] == pytest.approx(budget)
     assert "size budget" in doc["recommendation_rule"]
     micro = [r["micro"] for r in doc["rows"] if "micro" in r]  # TFLite Micro on the first images only, said so
     assert micro and all(m["images"] == AGREEMENT_IMAGES for m in micro)

@@ -9,7 +9,7 @@ from mnist_opt.tuning import pareto, search
 from mnist_opt.tuning.tune import prepare_run_dir
 from mnist_opt.tuning.config import TuneConfig
 from mnist_opt.tuning.architecture import build_cnn
-from mnist_opt.tuning.size import count_params, estimate_int8_bytes
+from mnist_opt.tuning.size import count_params, estimate_flash_bytes
 
 
 def _cfg(tmp_path, **kw):
@@ -26,8 +26,8 @@ def test_smoke_search_records_every_trial(seed, smoke_run):
     for t in trials:
         assert 0.0 < t["val_accuracy"] <= 1.0 and t["seconds"] > 0 and t["error"] is None
         assert t["params"] == count_params(t["hyperparameters"])
-    # Each trial's Pareto rank of (val_accuracy, est_int8_bytes) among the completed ones.
-    assert [t["pareto_rank"] for t in trials] == pareto.ranks([(t["val_accuracy"], t["est_int8_bytes"]) for t in trials])
+    # Each trial's Pareto rank of (val_accuracy, est_flash_bytes) among the completed ones.
+    assert [t["pareto_rank"] for t in trials] == pareto.ranks([(t["val_accuracy"], t["est_flash_bytes"]) for t in trials])
     for n, t in enumerate(trials, 1):  # one log line per trial, named as in trials.json
         assert f"trial {t['id']} ({n}/2)  val_acc {t['val_accuracy']:.4f}" in output
 
@@ -196,11 +196,11 @@ def test_max_kb_skips_models_over_the_budget_before_training(seed, tmp_path):
     assert trials == records and len(trials) == 6
     assert {"completed", "skipped"} <= {t["status"] for t in trials}
     for t in trials:
-        assert t["est_int8_bytes"] == estimate_int8_bytes(t["hyperparameters"])
+        assert t["est_flash_bytes"] == estimate_flash_bytes(t["hyperparameters"])
         if t["status"] == "completed":
-            assert t["est_int8_bytes"] <= budget * 1024
+            assert t["est_flash_bytes"] <= budget * 1024
         else:
-            assert t["status"] == "skipped" and t["est_int8_bytes"] > budget * 1024
+            assert t["status"] == "skipped" and t["est_flash_bytes"] > budget * 1024
             assert f"> --max-kb {budget}" in t["error"] and t["seconds"] < 5
 
 

@@ -79,14 +79,14 @@ def test_starts_parse_into_flat_values_the_space_allows(seed):
 
 
 def test_the_default_space_starts_from_small_batch_norm_gap_designs(seed):
-    from mnist_opt.tuning.size import estimate_int8_bytes
+    from mnist_opt.tuning.size import estimate_flash_bytes
 
     starts = space.load("default").starts
     assert len(starts) == 2
     for start in starts:
         assert start["batch_norm"] and start["global_pooling"] and start["dense_units"] == 0
         assert start["stem_stride"] == 2 and start["rotation"] > 0
-        assert estimate_int8_bytes(start) <= 64 * 1024  # within the standard preset's budget
+        assert estimate_flash_bytes(start) <= 64 * 1024  # within the standard preset's budget
     assert [s["separable"] for s in starts] == [False, True]
 
 

@@ -15,13 +15,13 @@ def _cfg(tmp_path, **kw):
 
 def test_a_search_with_budgets_needs_the_file_size_and_the_workflow_gives_it(tmp_path):
     from mnist_opt import workflow
-    from mnist_opt.export.file_size import int8_bytes
+    from mnist_opt.export.file_size import flash_bytes
 
     cfg = _cfg(tmp_path, budgets=(8.0,))
     with pytest.raises(TypeError, match="file_bytes"):
         tune.tune(cfg)
     assert not (tmp_path / "run").exists()
-    assert workflow.file_bytes(cfg) is int8_bytes and workflow.file_bytes(_cfg(tmp_path)) is None
+    assert workflow.file_bytes(cfg) is flash_bytes and workflow.file_bytes(_cfg(tmp_path)) is None
 
 
 def test_over_budget_trials_are_skipped_untrained(seed, tmp_path):

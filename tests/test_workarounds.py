@@ -222,13 +222,39 @@ def _tflite_schema(monkeypatch):
     return "has no attribute 'schema_fb'"
 
 
+def _draws(monkeypatch):
+    import keras_tuner
+
+    own = keras_tuner.oracles.HyperbandOracle._random_trial
+
+    def drawn_elsewhere(self, trial_id, bracket):  # upstream draws with a method of another name
+        self._random_values, saved = (lambda: {"x": 0.75}), self._random_values
+        try:
+            return own(self, trial_id, bracket)
+        finally:
+            self._random_values = saved
+    monkeypatch.setattr(keras_tuner.oracles.HyperbandOracle, "_random_trial", drawn_elsewhere)
+    return "not at the proposed 0.25"
+
+
+def _tflm_compression(monkeypatch):
+    from tflite_micro.tensorflow.lite.micro.compression import spec
+
+    class Renamed:  # a spec whose fields are named otherwise
+        def __init__(self, bits, mode):
+            self.bits, self.mode = bits, mode
+    monkeypatch.setattr(spec, "LookUpTableCompression", Renamed)
+    return "has no attribute 'index_bitwidth'"
+
+
 SIMULATIONS = {
     "keras-tuner-prints": _prints, "trial-tensorboard": _tensorboard, "custom-gradient-registry": _custom_gradients,
     "frozen-heap": _gc_freeze, "hyperband-promotion": _promotion, "hyperband-brackets": _brackets,
     "hyperband-max-trials": _max_trials, "tuner-init-with-oracle": _tuner_init, "build-hypermodel-hook": _build_hook,
     "keras-tuner-chief": _chief, "pcqat-per-layer-quantizers": _pcqat,
     "tfmot-experimental-clustering": _experimental_clustering, "fused-batch-norm": _fused_bn,
-    "tflm-flatbuffer-schema": _tflite_schema,
+    "tflm-flatbuffer-schema": _tflite_schema, "tflm-compression": _tflm_compression,
+    "hyperband-draws": _draws,
 }
 
 

@@ -49,7 +49,7 @@ def layer_plan(values: dict):
     """The conv stack of `build_cnn(values)`, in order: (kind, name, kernel, stride, filters).
 
     kind is "conv" (a Conv2D), "depthwise" (a DepthwiseConv2D; filters is its input's channels)
-    or "pool" (a 2x2 max pooling). `build_cnn`, `count_params` and `estimate_int8_bytes` all read
+    or "pool" (a 2x2 max pooling). `build_cnn`, `count_params` and `estimate_flash_bytes` all read
     this one plan, so they cannot disagree on the layers.
     """
     v = architecture(values)

@@ -24,13 +24,16 @@ class TuneConfig:
     batch_size: int = 128  # the retrain's: more images a second than 32; larger bought no more (docs/performance.md)
     seed: int = 0  # fixes the split, the trial order and every trial's initial weights
     max_params: int | None = None  # models above this are skipped before training
-    max_kb: float | None = None  # models whose estimated int8 .tflite is larger (KB = 1,024 bytes) are skipped too
+    max_kb: float | None = None  # models whose estimated flash form is larger (KB = 1,024 bytes) are skipped too
+    # The flash form that --max-kb, the budgets and the Pareto search count: with N, the clustered variant's
+    # (kernels clustered to N values, stored as LUT indices: export/flash.py); None, the int8 file's.
+    clusters: int | None = None
     data: str | None = None  # mnist.npz path; None: $MNIST_NPZ, then the bundled copy
     run_dir: str = ""  # filled in by the CLI: runs/<timestamp> unless given
     overwrite: bool = False  # start afresh instead of resuming the run directory
     search_minutes: float | None = None  # no trial starts once the trials took this long; None: no limit
     final_minutes: float | None = None  # retrain budget: winners predicted slower are passed over; training stops in time
-    # Size budgets in KB of the int8 file: one model retrained per budget (RUN/frontier/<K>kb/), instead of one winner.
+    # Size budgets in KB of the flash form: one model retrained per budget (RUN/frontier/<K>kb/), instead of one winner.
     budgets: tuple[float, ...] | None = None
 
     def hyperband(self) -> bool:
@@ -56,7 +59,7 @@ class TuneConfig:
 
 
 def parse_budgets(text: str) -> tuple[float, ...]:
-    """'8,16,32,64' -> (8.0, 16.0, 32.0, 64.0): size budgets in KB of the int8 file, each at least 1."""
+    """'8,16,32,64' -> (8.0, 16.0, 32.0, 64.0): size budgets in KB of the flash form, each at least 1."""
     try:
         budgets = tuple(sorted({float(part) for part in text.split(",") if part.strip()}))
     except ValueError:

@@ -1,6 +1,6 @@
 """The accuracy-size frontier of a search: for each size budget, its best model that fits, retrained.
 
-    RUN/frontier.json       per budget (KB of the int8 file): the trial chosen, or why none fits
+    RUN/frontier.json       per budget (KB of the flash form): the trial chosen, or why none fits
     RUN/frontier/<K>kb/     a run directory of its own (config.json, best.keras, best_hparams.json),
                             so that `export` and `report` work on it as on any tuned run
 
@@ -30,8 +30,8 @@ from mnist_opt.tuning.size import ESTIMATE_ERROR
 Log = Callable[[str], None]
 # The exact size of a design's file, from its hyperparameters and calibration images: what the budgets
 # are checked against. The export stage makes files, so the caller passes it in.
-FileBytes = Callable[[dict, "numpy.ndarray"], int]
-KB = 1024  # bytes: budgets are in KB of the int8 file's raw bytes, what flash holds
+FileBytes = Callable[[dict, "numpy.ndarray", "int | None"], int]  # (values, calibration images, clusters)
+KB = 1024  # bytes: budgets are in KB of the flash form's raw bytes (export/flash.py), what flash holds
 # Trials estimated up to this much over a budget are converted to learn their exact size: a little
 # more than the estimate's promised error.
 ESTIMATE_SLACK = 1 + ESTIMATE_ERROR + 0.01
@@ -44,32 +44,43 @@ def name(budget_kb: float) -> str:
 
 
 def choose(completed: list[dict], budget_bytes: int, size: Callable[[dict], int]) -> dict | None:
-    """The best completed trial whose int8 file is at most `budget_bytes` (`size(record)`), or None.
+    """The best completed trial whose flash form is at most `budget_bytes` (`size(record)`), or None.
 
     `size` is asked only for trials whose estimate is within ESTIMATE_SLACK of the budget, best first,
     until one fits.
     """
     for record in sorted(completed, key=merit, reverse=True):
-        if record["est_int8_bytes"] <= budget_bytes * ESTIMATE_SLACK and size(record) <= budget_bytes:
+        if record["est_flash_bytes"] <= budget_bytes * ESTIMATE_SLACK and size(record) <= budget_bytes:
             return record
     return None
 
 
 def plan(completed: list[dict], budgets: tuple[float, ...], size: Callable[[dict], int]) -> list[dict]:
-    """frontier.json's entries, smallest budget first: each budget's trial, or why none fits."""
+    """frontier.json's entries, smallest budget first: each budget's trial, or why none fits.
+
+    Each also says what the search added: the validation accuracy of the best starting point that fits
+    (`start_val_accuracy`) and of the best searched design that fits (`searched_val_accuracy`), and whether
+    the budget's model is a searched design that beat every start (`searched_beat_starts`).
+    """
     entries, taken = [], {}
     for kb in sorted(set(budgets)):
-        best = choose(completed, math.floor(kb * KB), size)
+        budget = math.floor(kb * KB)
+        best = choose(completed, budget, size)
         entry = {"budget_kb": kb, "dir": None, "trial_id": None, "reason": None}
         if best is None:
-            smallest = min(completed, key=lambda r: r["est_int8_bytes"])
-            entry["reason"] = (f"no finished trial's int8 file fits in {kb:g} KB ({math.floor(kb * KB):,} bytes): "
+            smallest = min(completed, key=lambda r: r["est_flash_bytes"])
+            entry["reason"] = (f"no finished trial's flash form fits in {kb:g} KB ({budget:,} bytes): "
                                f"the smallest, trial {smallest['id']}, is {size(smallest):,} bytes; search smaller models "
                                "(--space tiny, or fewer filters in your space) or raise the budget")
         else:
+            start = choose([r for r in completed if r.get("start")], budget, size)
+            searched = choose([r for r in completed if not r.get("start")], budget, size)
             entry.update(trial_id=best["id"], dir=taken.get(best["id"], f"frontier/{name(kb)}"),
-                         int8_bytes=size(best), est_int8_bytes=best["est_int8_bytes"], params=best["params"],
-                         search_val_accuracy=best["val_accuracy"])
+                         flash_bytes=size(best), est_flash_bytes=best["est_flash_bytes"], params=best["params"],
+                         search_val_accuracy=best["val_accuracy"], start=bool(best.get("start")),
+                         start_val_accuracy=start and start["val_accuracy"],
+                         searched_val_accuracy=searched and searched["val_accuracy"],
+                         searched_beat_starts=searched is best and (start is None or merit(best) > merit(start)))
             taken.setdefault(best["id"], entry["dir"])
         entries.append(entry)
     return entries
@@ -100,15 +111,15 @@ def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, completed: 
            minutes: Callable[[dict], float], file_bytes: FileBytes, log: Log) -> dict:
     """Choose each budget's trial, retrain each chosen trial once, write frontier.json and return it.
 
-    `file_bytes(hyperparameters, calibration images)`: a design's exact int8 file size (the export
-    stage's `mnist_opt.export.file_size.int8_bytes`, passed in: tuning comes before export).
+    `file_bytes(hyperparameters, calibration images, clusters)`: the exact size of a design's flash form (the export
+    stage's `mnist_opt.export.file_size.flash_bytes`, passed in: tuning comes before export).
     """
     representative = inputs.to_inputs(split.x_train[:CALIBRATION_IMAGES]).numpy()
     sizes: dict[str, int] = {}
 
     def size(record: dict) -> int:
         if record["id"] not in sizes:
-            sizes[record["id"]] = file_bytes(record["hyperparameters"], representative)
+            sizes[record["id"]] = file_bytes(record["hyperparameters"], representative, cfg.clusters)
         return sizes[record["id"]]
 
     entries = plan(completed, cfg.budgets, size)
@@ -124,7 +135,7 @@ def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, completed: 
             continue
         record = by_id[entry["trial_id"]]
         log(f"frontier {name(kb)}: trial {record['id']} (val_accuracy {record['val_accuracy']:.4f}, "
-            f"{record['params']:,} parameters, int8 file {entry['int8_bytes']:,} bytes)")
+            f"{record['params']:,} parameters, flash form {entry['flash_bytes']:,} bytes)")
         config = sub_config(run_dir, cfg, kb)
         if retrained(out, record, config):
             log(f"frontier {name(kb)}: already retrained in {out}")

@@ -9,12 +9,15 @@ ids say which trials were starting points, so a resumed search neither repeats n
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
 import keras_tuner
 
 from mnist_opt import workarounds
-from mnist_opt.tuning import pareto
+from mnist_opt.tuning import mutate, pareto
+
+MUTATION_SHARE = 0.75  # of --tuner pareto's new trials: neighbours of the front; the others uniform draws
 
 
 class StartsFirst:
@@ -46,17 +49,45 @@ class ParetoHyperbandOracle(HyperbandOracle):
     by non-dominated rank of (score, size) among the round's finished trials, then by crowding
     distance, instead of by score alone. So a small model that is the best of its size goes on
     to more epochs, where plain Hyperband would drop it for a larger one that scores a little more
-    in one epoch. `size(hyperparameters)` is a trial's estimated int8 bytes, known before it trains.
+    in one epoch. `size(hyperparameters)` is a trial's estimated flash bytes, known before it trains.
+    Most new trials are neighbours of the front's members (`mutant`), the rest Hyperband's uniform draws.
     The order is computed from the trials alone, so a resumed search promotes as an uninterrupted one.
     """
 
-    def __init__(self, *args, size: Callable[[keras_tuner.HyperParameters], float], **kwargs):
+    attempt = 0  # `mutant`'s proposals for the trial being made: each has a seed of its own
+
+    def __init__(self, *args, size: Callable[[keras_tuner.HyperParameters], float], max_size: float | None = None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
-        self.size = size
+        self.size, self.max_size = size, max_size
 
     def populate_space(self, trial_id):
-        with workarounds.hyperband_promotes_by(self.promotion_keys()):
+        self.attempt = 0
+        with workarounds.hyperband_promotes_by(self.promotion_keys()), workarounds.hyperband_draws(self, self.mutant):
             return super().populate_space(trial_id)
+
+    def front(self) -> list:
+        """The completed trials on the front of (score, size), oldest first."""
+        done = [t for t in self.trials.values() if t.status == "COMPLETED" and t.score is not None]
+        rank = pareto.ranks([(t.score, self.size(t.hyperparameters)) for t in done])
+        return [t for t, r in zip(done, rank) if r == 0]
+
+    def mutant(self) -> dict | None:
+        """A new trial's values: for MUTATION_SHARE of them a neighbour (`tuning.mutate`) of a random member
+        of the front that fits under `max_size`, else None (Hyperband's uniform draw). Seeded by the search's
+        seed and the number of trials made, so that a resumed search draws as an uninterrupted one."""
+        rng = random.Random(f"{self.seed}:{len(self.trials)}:{self.attempt}")
+        self.attempt += 1
+        front = self.front()
+        if not front or rng.random() >= MUTATION_SHARE:
+            return None
+        parent = rng.choice(front)
+        values = mutate.neighbour(parent.hyperparameters.values, self.hyperparameters, rng)
+        if values is None:
+            return None
+        hp = self.hyperparameters.copy()
+        hp.values = dict(values)
+        return values if self.max_size is None or self.size(hp) <= self.max_size else None
 
     def promotion_keys(self) -> dict:
         """Each trial a round could promote now -> its place in MO-ASHA's order, as a score (higher first).

@@ -1,6 +1,6 @@
 """The accuracy-size trade-off of a search: Pareto ranks and the hypervolume of a front.
 
-Objectives: validation accuracy (higher is better) and the estimated int8 file's bytes (fewer
+Objectives: validation accuracy (higher is better) and the estimated flash form's bytes (fewer
 is better). Rank 0 is the non-dominated set (the front); rank k the front once ranks < k are removed.
 """
 
@@ -82,5 +82,5 @@ def hypervolume(points: list[Point], reference: Point) -> float:
 def annotate(records: list[dict]) -> list[dict]:
     """The records with `pareto_rank` set on completed trials (None on the others)."""
     done = [r for r in records if r["status"] == "completed"]
-    by_id = dict(zip((r["id"] for r in done), ranks([(r["val_accuracy"], r["est_int8_bytes"]) for r in done])))
+    by_id = dict(zip((r["id"] for r in done), ranks([(r["val_accuracy"], r["est_flash_bytes"]) for r in done])))
     return [dict(r, pareto_rank=by_id.get(r["id"])) for r in records]

@@ -18,7 +18,7 @@ from mnist_opt.tuning.config import TuneConfig
 from mnist_opt.tuning.architecture import compile_model
 from mnist_opt.tuning.describe import describe
 from mnist_opt.tuning.hypermodel import sample
-from mnist_opt.tuning.size import count_params, estimate_int8_bytes
+from mnist_opt.tuning.size import count_params, estimate_flash_bytes
 from mnist_opt.tuning.trial import OverBudget, trial_data
 
 MAX_CONSECUTIVE_FAILURES = 5  # a broken setup fails every trial; stop paying for it early
@@ -66,9 +66,9 @@ class TrialRecorder:
             params = count_params(values)
             if self.cfg.max_params is not None and params > self.cfg.max_params:
                 raise OverBudget(f"{params:,} parameters > --max-params {self.cfg.max_params:,}")
-            size = estimate_int8_bytes(values)
+            size = estimate_flash_bytes(values, self.cfg.clusters)
             if self.cfg.max_kb is not None and size > self.cfg.max_kb * 1024:
-                raise OverBudget(f"estimated int8 file {size / 1024:,.1f} KB > --max-kb {self.cfg.max_kb:g}")
+                raise OverBudget(f"estimated flash form {size / 1024:,.1f} KB > --max-kb {self.cfg.max_kb:g}")
             # Each trial's weights and batches depend only on the seed and its id,
             # so a resumed search retrains an interrupted trial exactly.
             keras.utils.set_random_seed(self.cfg.seed + int(trial.trial_id))
@@ -135,7 +135,7 @@ class TrialRecorder:
             "epochs": hp.get("tuner/epochs", self.cfg.max_epochs),
             "val_accuracy": float(trial.score) if status == "completed" else None,
             "params": count_params(values),
-            "est_int8_bytes": estimate_int8_bytes(values),
+            "est_flash_bytes": estimate_flash_bytes(values, self.cfg.clusters),
             "epochs_run": self.epochs_run.pop(trial.trial_id, None),  # in this trial (Hyperband resumes some)
             "seconds": None if seconds is None else round(seconds, 2),
             "error": message,

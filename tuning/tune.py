@@ -4,7 +4,7 @@ under the run directory:
     tuner/              Keras Tuner state (what a resumed search reloads)
     tensorboard/        one log directory per trial, with HParams
     trials.json         every trial: status, start, hyperparameters, epochs, val_accuracy, params,
-                        est_int8_bytes, pareto_rank, seconds, error, ...
+                        est_flash_bytes, pareto_rank, seconds, error, ...
     best_hparams.json   the winner's hyperparameters
     best.keras          the winner, retrained on the whole train split
     config.json         resolved settings, package versions, seed, data hash
@@ -117,9 +117,9 @@ def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, records: li
     log(f"search done: {counts['completed']} completed, {counts['failed']} failed, {counts['skipped']} skipped; "
         f"best trial {top['id']} val_accuracy {top['val_accuracy']:.4f}")
     # The records come ranked: search() and the distributed chief annotate them.
-    front = sorted((r for r in completed if r["pareto_rank"] == 0), key=lambda r: r["est_int8_bytes"])
-    log("Pareto front of val_accuracy and estimated int8 size: " + ", ".join(
-        f"trial {r['id']} {r['val_accuracy']:.4f} in {r['est_int8_bytes'] / 1024:.1f} KB" for r in front))
+    front = sorted((r for r in completed if r["pareto_rank"] == 0), key=lambda r: r["est_flash_bytes"])
+    log("Pareto front of val_accuracy and estimated flash size: " + ", ".join(
+        f"trial {r['id']} {r['val_accuracy']:.4f} in {r['est_flash_bytes'] / 1024:.1f} KB" for r in front))
     measured: dict[str, float] = {}  # trial id -> retrain minutes; each trial is timed once
 
     def estimate(record: dict) -> float:

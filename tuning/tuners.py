@@ -11,7 +11,7 @@ from mnist_opt.tuning import oracles, train
 from mnist_opt.tuning.config import TuneConfig
 from mnist_opt.tuning.hypermodel import CNNHyperModel, sample
 from mnist_opt.tuning.recorder import FreshOptimizer, TrialRecorder
-from mnist_opt.tuning.size import estimate_int8_bytes
+from mnist_opt.tuning.size import estimate_flash_bytes
 
 HYPERBAND_FACTOR = 3  # keeps the best third of each round: Hyperband's usual setting
 
@@ -34,7 +34,7 @@ def require_workarounds(cfg: TuneConfig) -> None:
         if cfg.max_trials:
             names.append("hyperband-max-trials")
     if cfg.tuner == "pareto":
-        names += ["hyperband-promotion", "hyperband-brackets"]
+        names += ["hyperband-promotion", "hyperband-brackets", "hyperband-draws"]
     for name in names:
         workarounds.require(name)
 
@@ -54,7 +54,8 @@ def make_tuner(cfg: TuneConfig, space, run_dir: Path):
         starts=starts,
     )
     if cfg.tuner == "pareto":  # each trial's size, known before it trains, is its second objective
-        kwargs["size"] = lambda hp: estimate_int8_bytes(sample(space, hp.copy()))
+        kwargs["size"] = lambda hp: estimate_flash_bytes(sample(space, hp.copy()), cfg.clusters)
+        kwargs["max_size"] = None if cfg.max_kb is None else cfg.max_kb * 1024
     if cfg.hyperband():
         # With --max-trials, brackets repeat until that many trials ran; without, one Hyperband iteration.
         oracle = oracle_class(max_epochs=cfg.max_epochs, factor=HYPERBAND_FACTOR, **kwargs,
