@@ -1,6 +1,6 @@
 """The frontier search against Optuna's multi-objective default (NSGA-II): hypervolume over time (#29).
 
-Both sides search the `frontier` space for the front of (validation accuracy, estimated int8 bytes),
+Both sides search the `frontier` space for the front of (validation accuracy, estimated flash bytes),
 with the same trial training (`mnist_opt.tuning.trial.fit_trial`: the project's input pipeline, model and
 Adam at the trial's rate, 10,000 training images an epoch), in the same time budget, once per seed,
 alternating. The project runs `--tuner pareto` (Hyperband promoting by Pareto rank, 1-9 epochs a

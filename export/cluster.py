@@ -30,14 +30,16 @@ def cluster(model: tf_keras.Model, values: dict, train_ds: tf.data.Dataset, val_
     fine-tune, strip.
 
     preserve_sparsity: a pruned model's zeros stay zeros (tfmot's sparsity-preserving clustering,
-    the first half of PCQAT); then only the kernels pruning applied to (at least `min_weights` values) are
-    clustered. Returns the stripped model: plain layers with clustered kernels.
+    the first half of PCQAT); then the kernels pruning applied to (at least `min_weights` values) are the ones
+    clustered, whether or not their look-up tables pay: the cluster-preserving QAT that follows keeps the zeros
+    of clustered kernels only. Returns the stripped model: plain layers with clustered kernels.
     """
     centroids = tfmot.clustering.keras.CentroidInitialization.KMEANS_PLUS_PLUS
     cluster_weights = workarounds.experimental_cluster_weights()
 
     def wrap(layer):
-        if clusterable(layer, clusters) and (not preserve_sparsity or prunable(layer, min_weights)):
+        # PCQAT clusters every pruned kernel: its QAT keeps the zeros of clustered kernels only.
+        if prunable(layer, min_weights) if preserve_sparsity else clusterable(layer, clusters):
             return cluster_weights(layer, number_of_clusters=clusters, cluster_centroids_init=centroids,
                                    preserve_sparsity=preserve_sparsity)
         return layer

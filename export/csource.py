@@ -78,15 +78,14 @@ const unsigned int kModelLength = {len(model)};
 """
 
 
-# Custom ops of the flash form, as MicroMutableOpResolver registers them.
-CUSTOM_OPS = {"TFLM_DECODE": 'AddCustom("TFLM_DECODE", tflite::micro::Register_DECODE())'}
+# Custom ops of the flash form: how to register them depends on the TFLite Micro tree (its resolver's API for
+# custom kernels has changed between versions), so the README says which kernel, not a call that may not compile.
+CUSTOM_OPS = {"TFLM_DECODE": "TFLite Micro's DECODE kernel (tensorflow/lite/micro/kernels/decode*.cc), registered "
+                             "under the custom name TFLM_DECODE"}
 
 
 def resolver_call(op: str) -> str:
-    """MicroMutableOpResolver's call for an op: CONV_2D -> AddConv2D(), MAX_POOL_2D -> AddMaxPool2D(); the
-    look-up-table decoder, a custom op, -> AddCustom("TFLM_DECODE", ...)."""
-    if op in CUSTOM_OPS:
-        return CUSTOM_OPS[op]
+    """MicroMutableOpResolver's method for a builtin op: CONV_2D -> AddConv2D(), MAX_POOL_2D -> AddMaxPool2D()."""
     return "Add" + "".join(part if part[:1].isdigit() and part.upper() == part else part.capitalize()
                            for part in op.split("_")) + "()"
 
@@ -103,7 +102,8 @@ def readme(variants: list[dict]) -> str:
                      f"{arena_constant(v['arena_bytes']):,} | {', '.join(v['ops'])} | {twin(v)} |" for v in variants)
     first = variants[0]
     ns, ops = identifier(first["name"]), first["ops"]
-    adds = "\n".join(f"  resolver.{resolver_call(op)};" for op in ops)
+    adds = "\n".join(f"    // {op}: {CUSTOM_OPS[op]}" if op in CUSTOM_OPS else f"    resolver.{resolver_call(op)};"
+                     for op in ops)
     return f"""# TFLite Micro sources
 
 Each full-integer model of this run as C++ for firmware: `<variant>.h` declares the array

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import keras
@@ -23,7 +24,7 @@ import tf_keras
 
 from mnist_opt.export import bridge, cluster as cluster_module, csource, flash, flatbuffer, litert, micro, \
     prune as prune_module, quantize as quantize_module, tflite
-from mnist_opt.export.config import VARIANTS, ExportConfig
+from mnist_opt.export.config import DEFAULT_CLUSTERS, VARIANTS, ExportConfig
 from mnist_opt import rundir, runio, runtime, workarounds
 from mnist_opt.errors import InputError
 from mnist_opt import data
@@ -32,6 +33,8 @@ from mnist_opt.tuning.size import MAX_INDEX_BITS
 from mnist_opt.versions import package_versions
 
 Log = Callable[[str], None]
+
+FORM_CHECK_IMAGES = 200  # validation images each flash form must give the int8 file's outputs on (the report: all test images)
 
 # variant: (quantization, which Keras source it is converted from)
 RECIPES = {
@@ -53,7 +56,7 @@ def check_inputs(cfg: ExportConfig) -> dict:
     """Refuse bad settings and unfinished runs before anything is written; return the run's documents."""
     if not 0.0 <= cfg.sparsity < 1.0:
         raise InputError(f"--sparsity: expected a fraction in [0, 1), got {cfg.sparsity}")
-    if not 2 <= cfg.clusters <= 2 ** MAX_INDEX_BITS:
+    if cfg.clusters is not None and not 2 <= cfg.clusters <= 2 ** MAX_INDEX_BITS:
         raise InputError(f"--clusters: expected 2 to {2 ** MAX_INDEX_BITS} shared values per kernel (TFLite Micro's "
                          f"look-up tables index at most {MAX_INDEX_BITS} bits), got {cfg.clusters}")
     unknown = [v for v in cfg.variants if v not in VARIANTS]
@@ -88,6 +91,8 @@ def export(cfg: ExportConfig, log: Log = lambda line: None) -> dict:
     # 1. Inputs: settings and the finished tuning run.
     docs = check_inputs(cfg)
     values, tune_cfg = docs["best"]["hyperparameters"], docs["tune"]
+    # Unset, the clusters the run was tuned to count (`tune --clusters`), else 16: the sizes the search expected.
+    cfg = replace(cfg, clusters=cfg.clusters or tune_cfg.get("clusters") or DEFAULT_CLUSTERS)
     run_dir = Path(cfg.run_dir)
     out_dir = run_dir / "export"
     split = data.load_split(tune_cfg["seed"], tune_cfg["data"])
@@ -149,7 +154,7 @@ def export(cfg: ExportConfig, log: Log = lambda line: None) -> dict:
             "settings": settings_of(source, cfg),
         }
         if quantization == "int8":
-            entry.update(micro_files(name, model_bytes, entry, out_dir, cfg.min_prune_weights))
+            entry.update(micro_files(name, model_bytes, entry, out_dir, cfg.min_prune_weights, check_x[:FORM_CHECK_IMAGES]))
         manifest["variants"].append(entry)
         log(f"wrote {path}  {entry['bytes']:,} bytes (gzip {entry['gzip_bytes']:,})  "
             f"input {entry['input']['dtype']}  agrees with its Keras source on {agreement:.1%}")
@@ -163,7 +168,7 @@ def export(cfg: ExportConfig, log: Log = lambda line: None) -> dict:
         if entry["name"] not in made:
             if entry["quantization"] == "int8" and "lut" not in entry.get("micro", {}):  # before the flash form
                 entry.update(micro_files(entry["name"], (out_dir / entry["file"]).read_bytes(), entry, out_dir,
-                                         cfg.min_prune_weights))
+                                         cfg.min_prune_weights, check_x[:FORM_CHECK_IMAGES]))
             manifest["variants"].append(entry)
     manifest["variants"].sort(key=lambda entry: VARIANTS.index(entry["name"]))
     tidy_micro(out_dir / "micro", manifest["variants"])
@@ -229,30 +234,33 @@ def tidy_micro(micro_dir: Path, variants: list[dict]) -> None:
         (micro_dir / "README.md").unlink()
 
 
-def micro_files(name: str, model: bytes, entry: dict, out_dir: Path, min_weights: int) -> dict:
+def micro_files(name: str, model: bytes, entry: dict, out_dir: Path, min_weights: int, images: np.ndarray) -> dict:
     """A full-integer file's kernels, its flash forms (`export.flash`) with their TFLite Micro checks and,
     if TFLite Micro runs them, the C++ source of the smallest.
 
     RUN/export/micro/<name>.tflite holds the flash form the C arrays hold (LUT-compressed where that applies);
-    <name>.uncompressed.tflite, where the two differ, the one that needs less RAM.
+    <name>.uncompressed.tflite, where the two differ, the one that needs less RAM. Each form is checked against
+    the int8 file in TFLite Micro on `images` (validation images) and dropped if its outputs differ.
     """
     kernels = flatbuffer.kernels(model, min_weights)
-    made = flash.forms(model)
+    made, dropped = flash.verified_forms(model, images)  # each form gives the int8 file's outputs, or goes
     check = micro.check(made["flash"])
     if not check["runs"]:  # nothing to write for TFLite Micro
         return {"kernels": kernels, "file_sparsity": flatbuffer.sparsity(kernels),
-                "micro": {**check, "file": None, "bytes": len(made["flash"]), "lut": [], "uncompressed": None}}
+                "micro": {**check, "file": None, "bytes": len(made["flash"]), "lut": [], "uncompressed": None,
+                          "dropped": dropped}}
     micro_dir = out_dir / "micro"
     forms = {}
     for form, data in made.items():
         file = f"micro/{name}.tflite" if form == "flash" else f"micro/{name}.{form}.tflite"
         runio.write_bytes(out_dir / file, data)
         forms[form] = {"file": file, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                       "arena_bytes": check["arena_bytes"] if form == "flash" else micro.arena_bytes(data)}
+                       "arena_bytes": check["arena_bytes"] if form == "flash" else micro.check(data)["arena_bytes"]}
     check.update(forms["flash"])
     check["lut"] = [{"layer": flatbuffer.layer_name(p["name"]), **{k: p[k] for k in ("bits", "distinct", "weights")}}
                     for p in (flash.lut_plan(model) if "uncompressed" in made else [])]
     check["uncompressed"] = forms.get("uncompressed")
+    check["dropped"] = dropped
     io = {"input": entry["input"], "output": entry["output"]}
     runio.write_text(micro_dir / f"{name}.h",
                      csource.header(name, check["file"], check["sha256"], io, check["arena_bytes"], check["ops"]))

@@ -116,6 +116,36 @@ def forms(model: bytes) -> dict[str, bytes]:
     return {"flash": lean} if small is None or len(small) >= len(lean) else {"flash": small, "uncompressed": lean}
 
 
+def verified_forms(model: bytes, images: np.ndarray) -> tuple[dict[str, bytes], list[str]]:
+    """`forms(model)`, each kept only if TFLite Micro gives the int8 file's outputs on `images`, and what was
+    dropped. A compressed form that differs gives way to the uncompressed one; a slim form that differs, to
+    the int8 file itself. A file TFLite Micro cannot run is not checked (the export reports it as such)."""
+    from mnist_opt.export import micro
+
+    try:
+        reference = micro.predict(model, images, workers=1)
+    except micro.MicroUnsupported:
+        return forms(model), []
+
+    def same(data: bytes) -> bool:
+        try:
+            return np.array_equal(micro.predict(data, images, workers=1), reference)
+        except micro.MicroUnsupported:
+            return False
+
+    made, dropped = forms(model), []
+    if "uncompressed" in made and not same(made["flash"]):
+        dropped.append("the LUT-compressed form (its outputs differ from the int8 file's in TFLite Micro)")
+        made = {"flash": made["uncompressed"]}
+    elif "uncompressed" in made and not same(made["uncompressed"]):
+        dropped.append("the uncompressed form (its outputs differ from the int8 file's in TFLite Micro)")
+        made = {"flash": made["flash"]}
+    if "uncompressed" not in made and made["flash"] is not model and not same(made["flash"]):
+        dropped.append("the slim form (its outputs differ from the int8 file's in TFLite Micro): the int8 file as it is")
+        made = {"flash": model}
+    return made, dropped
+
+
 def buffer_offsets(model: bytes) -> list[int]:
     """Where each non-empty buffer's data starts in the file (what the 16-byte alignment is about)."""
     root = _schema().fb.Model.GetRootAs(model, 0)

@@ -75,7 +75,7 @@ DATA_HELP = "MNIST .npz file (default: $MNIST_NPZ, then the bundled copy, then K
 def tune(
     space: str = typer.Option(T.space, help="Search space: a built-in name (default, tiny, wide, quick, frontier) or a .toml path."),
     tuner: TunerName = typer.Option(TunerName(T.tuner), help="Search algorithm; pareto: Hyperband that promotes "
-                                    "by validation accuracy and int8 size together (the accuracy-size front)."),
+                                    "by validation accuracy and flash size together (the accuracy-size front)."),
     starts: bool = typer.Option(T.starts, help="Train the space's [[start]] designs first; --no-starts: only "
                                 "what the tuner draws."),
     max_trials: Optional[int] = typer.Option(None, min=1, help="Trials at most (default: 20; Hyperband: its schedule)."),
@@ -193,8 +193,9 @@ def export(
     sparsity: float = typer.Option(E.sparsity, help="Target fraction of zero weights in pruned kernels, in [0, 1)."),
     prune_epochs: int = typer.Option(E.prune_epochs, min=1, help="Fine-tuning epochs while pruning."),
     qat_epochs: int = typer.Option(E.qat_epochs, min=0, help="Quantization-aware fine-tuning epochs."),
-    clusters: int = typer.Option(E.clusters, help="Shared values per clustered kernel (2-128: "
-                                  "TFLite Micro's look-up tables index at most 7 bits)."),
+    clusters: Optional[int] = typer.Option(None, help="Shared values per clustered kernel (2-128: TFLite Micro's "
+                                            "look-up tables index at most 7 bits; default: the run's tune "
+                                            "--clusters, else 16)."),
     cluster_epochs: int = typer.Option(E.cluster_epochs, min=0, help="Fine-tuning epochs of the clustering."),
     variants: str = typer.Option(",".join(VARIANTS), help="Comma-separated variants to write."),
     train_subset: Optional[int] = typer.Option(None, min=100, help="Fine-tuning images (default: all 54,000)."),

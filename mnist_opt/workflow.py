@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from mnist_opt.export.config import ExportConfig
+from mnist_opt.export.config import DEFAULT_CLUSTERS, ExportConfig
 from mnist_opt import rundir
 from mnist_opt.reports.config import ReportConfig
 from mnist_opt.tuning.config import TuneConfig
@@ -59,7 +59,7 @@ PRESETS = {
     # a model about twice as large as its int8 file would allow.
     "frontier": Preset(
         TuneConfig(space="frontier", tuner="pareto", budgets=(4, 8, 16, 32, 64), max_kb=64, clusters=16,
-                   train_subset=10000, final_epochs=40, search_minutes=12, final_minutes=6.5),
+                   train_subset=10000, final_epochs=100, search_minutes=12, final_minutes=7),
         ExportConfig(run_dir="", variants=FRONTIER_VARIANTS, clusters=16, cluster_epochs=2, train_subset=20000),
         ReportConfig(run_dir="", baseline_epochs=3, latency_runs=200, warmup_runs=20)),
 }
@@ -74,7 +74,8 @@ def configs(preset: str, run_dir: str, seed: int | None = None, max_kb: float | 
     if budgets:  # the search skips models over the largest budget (or --max-kb, if the user gave one)
         tune = replace(tune, tuner="pareto", budgets=tuple(sorted(set(budgets))),
                        max_kb=max(budgets) if max_kb is None else max_kb)
-    export = replace(p.export, run_dir=run_dir, clusters=tune.clusters or p.export.clusters)
+    # Clusters as the sizes were searched, resolved here so that a rerun finds the same export settings.
+    export = replace(p.export, run_dir=run_dir, clusters=tune.clusters or p.export.clusters or DEFAULT_CLUSTERS)
     if tune.budgets and preset != "frontier":
         export = replace(export, variants=tuple(v for v in export.variants if v in FRONTIER_VARIANTS))
     return Preset(tune, export, replace(p.report, run_dir=run_dir, micro_images=micro_images))
@@ -99,7 +100,7 @@ def export_done(cfg: ExportConfig) -> bool:
 
 
 def file_bytes(cfg: TuneConfig):
-    """What a search with `cfg` measures a design's exact file with: the export stage's int8 size for a
+    """What a search with `cfg` measures a design's exact size with: the export stage's flash form size for a
     frontier's budgets, None otherwise (so a plain search does not load the converter)."""
     if not cfg.budgets:
         return None

@@ -1,7 +1,7 @@
 """The report of a run tuned with --budgets: each budget's run measured, and the frontier across them.
 
     RUN/frontier/<K>kb/report.*   each budget's own report (every variant, as for any run)
-    RUN/report.json               "frontier": per budget, its model's int8 file (or why none fits);
+    RUN/report.json               "frontier": per budget, its model's flash form and int8 file (or why none fits);
                                   "files": every exported full-integer file; each budget's report
     RUN/report.md, report.html    the frontier table; the html adds the frontier plot
 """

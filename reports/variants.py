@@ -270,7 +270,7 @@ def estimate_line(doc: dict) -> str:
     e = doc.get("flash_size_estimate")
     if not e:
         return ""
-    return (f"Size estimate made before training (what `--max-kb` checks): {e['estimated_bytes']:,} bytes; "
+    return (f"Flash size estimate made before training (what `--max-kb` checks, unclustered): {e['estimated_bytes']:,} bytes; "
             f"the int8 file's flash form: {e['flash_bytes']:,} bytes ({100 * e['error']:+.1f}%).\n\n")
 
 

@@ -186,9 +186,9 @@ FRONTIER_BUDGETS = (3, 9, 12)  # KB: no model of the tiny space fits in 3; its s
 
 @pytest.fixture(scope="session")
 def frontier_run(tmp_path_factory):
-    """A small frontier run through the CLI: a Pareto search of the tiny space with three budgets,
-    each chosen model exported (int8 and pruned), then the frontier report. Returns the run
-    directory and what the tune and report commands printed."""
+    """A small frontier run through the CLI: a Pareto search of the tiny space with three budgets counted
+    as the clustered flash form (`--clusters 16`), each chosen model exported (int8, clustered and
+    pruned), then the frontier report. Returns the run directory and what the tune and report commands printed."""
     from typer.testing import CliRunner
 
     from mnist_opt import rundir
@@ -198,12 +198,12 @@ def frontier_run(tmp_path_factory):
     runner = CliRunner()
     budgets = ",".join(map(str, FRONTIER_BUDGETS))
     tune = runner.invoke(app, ["tune", "--space", "tiny", "--tuner", "pareto", "--max-trials", "6", "--max-epochs", "2",
-                               "--train-subset", "2000", "--final-epochs", "1", "--budgets", budgets,
+                               "--train-subset", "2000", "--final-epochs", "1", "--budgets", budgets, "--clusters", "16",
                                "--seed", str(SEED), "--run-dir", str(run_dir)])
     assert tune.exit_code == 0, tune.output
     for _, sub in rundir.frontier_dirs(run_dir):
-        result = runner.invoke(app, ["export", str(sub), "--variants", "int8,pruned_float32,pruned_int8",
-                                     "--prune-epochs", "1", "--train-subset", "2000"])
+        result = runner.invoke(app, ["export", str(sub), "--variants", "int8,clustered_int8,pruned_float32,pruned_int8",
+                                     "--prune-epochs", "1", "--cluster-epochs", "1", "--train-subset", "2000"])
         assert result.exit_code == 0, result.output
     from mnist_opt.tuning.train import train_baseline
 

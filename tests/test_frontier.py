@@ -83,6 +83,11 @@ def test_every_budget_has_a_file_within_it_or_a_reason(frontier_run):
             flash_file = run_dir / row["dir"] / "export" / "micro" / f"{row['variant']}.tflite"
             assert flash_file.stat().st_size == row["flash_bytes"]
             assert row["test_accuracy"] > 0.5 and row["micro_test_accuracy"] > 0.5
+            # The budget's file: of its model's files whose flash form fits, the best on validation.
+            fits = [f for f in doc["files"] if f["budget_kb"] == row["budget_kb"] and f["flash_bytes"] <= row["budget_kb"] * 1024]
+            assert row["variant"] == max(fits, key=lambda f: (f["val_accuracy"], -f["flash_bytes"]))["variant"]
+            clustered = next(f for f in doc["files"] if f["budget_kb"] == row["budget_kb"] and f["variant"] == "clustered_int8")
+            assert clustered["flash_bytes"] <= row["budget_kb"] * 1024  # what the search counted: it fits
         else:
             assert row["reason"]
     unmet = doc["frontier"][0]
@@ -116,7 +121,7 @@ def test_each_budgets_trial_is_the_best_on_validation_that_fits(frontier_run):
         chosen = next(t for t in trials if t["id"] == e["trial_id"])
         for t in trials:  # every trial better on validation is over the budget
             if merit(t) > merit(chosen) and t["est_flash_bytes"] <= e["budget_kb"] * 1024 * frontier.ESTIMATE_SLACK:
-                assert flash_bytes(t["hyperparameters"], representative) > e["budget_kb"] * 1024
+                assert flash_bytes(t["hyperparameters"], representative, 16) > e["budget_kb"] * 1024
     assert not (run_dir / rundir.BEST_MODEL).exists()  # a frontier run has no single winner
     assert "retraining trial" in output
 
@@ -129,7 +134,7 @@ def test_a_rerun_retrains_nothing_and_keeps_the_exports(frontier_run):
     tune_args = json.loads((run_dir / "config.json").read_text())["tune"]
     result = CliRunner().invoke(app, [
         "tune", "--space", "tiny", "--tuner", "pareto", "--max-trials", "6", "--max-epochs", "2", "--train-subset",
-        "2000", "--final-epochs", "1", "--budgets", ",".join(map(str, FRONTIER_BUDGETS)), "--seed",
+        "2000", "--final-epochs", "1", "--budgets", ",".join(map(str, FRONTIER_BUDGETS)), "--clusters", "16", "--seed",
         str(tune_args["seed"]), "--run-dir", str(run_dir)])
     assert result.exit_code == 0, result.output
     assert "retraining trial" not in result.output and result.output.count("already retrained") == len(dirs)

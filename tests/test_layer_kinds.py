@@ -77,8 +77,10 @@ def test_layer_kind_goes_through_bridge_prune_qat_and_int8(seed, split, values):
         agree = (litert.predict(int8, images).argmax(1) == source.predict(images, verbose=0).argmax(1)).mean()
         assert agree >= 0.98, (name, agree)
         assert micro.check(int8)["runs"], name
-        for form, data in flash.forms(int8).items():  # what goes on flash: the int8 file's outputs in TFLite Micro
-            assert np.array_equal(micro.predict(data, images[:200]), micro.predict(int8, images[:200])), (name, form)
+        # What goes on flash, checked by the export on some images, gives the int8 file's outputs on others.
+        made, _ = flash.verified_forms(int8, images[:100])
+        for form, data in made.items():
+            assert np.array_equal(micro.predict(data, images[100:300]), micro.predict(int8, images[100:300])), (name, form)
         kernels = flatbuffer.kernels(int8, MIN_WEIGHTS)
         if name == "pcqat":
             assert kernels and all(k["distinct"] <= CLUSTERS for k in kernels.values()), kernels

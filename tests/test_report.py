@@ -111,7 +111,7 @@ def test_markdown_and_html_are_written_and_self_contained(seed, quick_run):
     assert not re.search(r"(src|href)=\"(https?:)?//", page) and "http://" not in page and "https://" not in page
     assert f"report: {run_dir / 'report.html'}" in output
     assert "| model |" in output  # the table, in the terminal
-    assert "Size estimate made before training" in md and "Size estimate made before training" in page
+    assert "Flash size estimate made before training" in md and "Flash size estimate made before training" in page
 
 
 def test_recommendation_is_the_smallest_file_near_the_best():

@@ -185,7 +185,7 @@ def test_killed_search_resumes_without_retraining_finished_trials(seed, tmp_path
 
 @pytest.mark.slow
 def test_max_kb_skips_models_over_the_budget_before_training(seed, tmp_path):
-    """Every completed trial's estimated int8 file fits the budget; every skipped one does not."""
+    """Every completed trial's estimated flash form fits the budget; every skipped one does not."""
     from mnist_opt import data
     from mnist_opt.tuning import space
 

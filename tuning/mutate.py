@@ -35,7 +35,8 @@ def neighbour(values: dict, space: keras_tuner.HyperParameters, rng: random.Rand
 
 def step(hp, value, rng: random.Random):
     """A neighbouring value of `hp`: the next or previous of an ordered choice (the other way at an end), the
-    other boolean, an integer one step away, a float within a factor of about 1.3 (log scale) or 0.1 of its range."""
+    other boolean, an integer or a float on a grid one step away (the other way at an end), another float within
+    a factor of about 1.3 (log scale) or 0.1 of its range."""
     hps = keras_tuner.engine.hyperparameters
     if isinstance(hp, hps.Boolean):
         return not value
@@ -47,10 +48,10 @@ def step(hp, value, rng: random.Random):
         i = options.index(value)
         j = i + rng.choice((-1, 1))
         return options[j if 0 <= j < len(options) else i - (j - i)] if len(options) > 1 else value
-    if isinstance(hp, hps.Int):
+    if isinstance(hp, hps.Int) or (isinstance(hp, hps.Float) and hp.step):  # a grid: one step, back at an end
         stride = hp.step or 1
         moved = value + rng.choice((-stride, stride))
-        return min(max(moved, hp.min_value), hp.max_value)
+        return moved if hp.min_value <= moved <= hp.max_value else value - (moved - value)
     if isinstance(hp, hps.Float):
         if hp.sampling == "log":
             moved = value * math.exp(rng.uniform(-0.25, 0.25))

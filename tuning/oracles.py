@@ -55,6 +55,7 @@ class ParetoHyperbandOracle(HyperbandOracle):
     """
 
     attempt = 0  # `mutant`'s proposals for the trial being made: each has a seed of its own
+    mutation_share = MUTATION_SHARE
 
     def __init__(self, *args, size: Callable[[keras_tuner.HyperParameters], float], max_size: float | None = None,
                  **kwargs):
@@ -67,19 +68,21 @@ class ParetoHyperbandOracle(HyperbandOracle):
             return super().populate_space(trial_id)
 
     def front(self) -> list:
-        """The completed trials on the front of (score, size), oldest first."""
-        done = [t for t in self.trials.values() if t.status == "COMPLETED" and t.score is not None]
+        """The completed trials on the front of (score, size), oldest first (by id: Keras Tuner reloads its
+        trials in the order the file system lists them, and `mutant` picks by position)."""
+        done = sorted((t for t in self.trials.values() if t.status == "COMPLETED" and t.score is not None),
+                      key=lambda t: int(t.trial_id))
         rank = pareto.ranks([(t.score, self.size(t.hyperparameters)) for t in done])
         return [t for t, r in zip(done, rank) if r == 0]
 
     def mutant(self) -> dict | None:
-        """A new trial's values: for MUTATION_SHARE of them a neighbour (`tuning.mutate`) of a random member
+        """A new trial's values: for `mutation_share` of them a neighbour (`tuning.mutate`) of a random member
         of the front that fits under `max_size`, else None (Hyperband's uniform draw). Seeded by the search's
         seed and the number of trials made, so that a resumed search draws as an uninterrupted one."""
         rng = random.Random(f"{self.seed}:{len(self.trials)}:{self.attempt}")
         self.attempt += 1
         front = self.front()
-        if not front or rng.random() >= MUTATION_SHARE:
+        if not front or rng.random() >= self.mutation_share:
             return None
         parent = rng.choice(front)
         values = mutate.neighbour(parent.hyperparameters.values, self.hyperparameters, rng)

@@ -44,6 +44,11 @@ class TuneResult:
     frontier: dict | None = None  # the frontier.json document of a run tuned with --budgets
 
 
+# What a search's sizes measure (est_flash_bytes, --max-kb): a search made when they were the int8 file's
+# (no such key) is not resumed, since its records and budgets mean other bytes.
+SIZES = "flash form"
+
+
 def prepare_run_dir(cfg: TuneConfig, settings: dict) -> Path:
     """Make the run directory ready: new, resumed (same settings), or cleared (--overwrite)."""
     run_dir = Path(cfg.run_dir)
@@ -92,7 +97,8 @@ def start(cfg: TuneConfig, write: bool = True) -> tuple:
     space = space_module.load(cfg.space)
     split = data.load_split(cfg.seed, cfg.data)
     precision = runtime.training_dtype() or "float32"  # $MNIST_OPT_PRECISION, checked before anything is written
-    settings = dict(cfg.search_settings(), space_sha256=_sha256(space.text), data_sha256=split.content_sha256)
+    settings = dict(cfg.search_settings(), space_sha256=_sha256(space.text), data_sha256=split.content_sha256,
+                    sizes=SIZES)
     require_workarounds(cfg)  # a library that changed is refused before the run directory is touched
     run_dir = prepare_run_dir(cfg, settings)
     if write:
