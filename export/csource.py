@@ -26,12 +26,22 @@ def arena_constant(arena_bytes: int) -> int:
     return -(-int(arena_bytes * ARENA_MARGIN) // 16) * 16
 
 
-def header(variant: str, source_file: str, sha256: str, io: dict, arena_bytes: int, ops: list[str]) -> str:
+def c_string(text: str) -> str:
+    """`text` as a C string literal: quotes, backslashes and anything outside printable ASCII escaped."""
+    out = "".join(c if 32 <= ord(c) < 127 and c not in '"\\?' else
+                  "".join(f"\\{b:03o}" for b in c.encode()) for c in text)
+    return f'"{out}"'
+
+
+def header(variant: str, source_file: str, sha256: str, io: dict, arena_bytes: int, ops: list[str],
+           class_names: list[str]) -> str:
     ns = identifier(variant)
     guard = f"{ns.upper()}_H_"
+    h, w, c = io["input"].get("shape", (28, 28, 1))
+    names = ", ".join(c_string(n) for n in class_names)
     return f"""// {variant}: {source_file} (sha256 {sha256}) as a C++ array, written by mnist-opt export.
-// Input: 28x28x1 int8, q = round(pixel / 255 / kInputScale) + kInputZeroPoint.
-// Output: 10 int8 scores, p = (q - kOutputZeroPoint) * kOutputScale; the digit is the largest.
+// Input: {h}x{w}x{c} int8 (row by row, {"RGB interleaved" if c == 3 else "grey"}), q = round(pixel / 255 / kInputScale) + kInputZeroPoint.
+// Output: {len(class_names)} int8 scores, p = (q - kOutputZeroPoint) * kOutputScale; the class is the largest (kClassNames).
 // Ops (register these in a MicroMutableOpResolver): {", ".join(ops)}.
 #ifndef {guard}
 #define {guard}
@@ -43,6 +53,12 @@ namespace {ns} {{
 
 extern const unsigned char kModel[];
 extern const unsigned int kModelLength;
+
+constexpr int kInputHeight = {h};
+constexpr int kInputWidth = {w};
+constexpr int kInputChannels = {c};
+constexpr int kNumClasses = {len(class_names)};
+constexpr const char* kClassNames[kNumClasses] = {{{names}}};
 
 constexpr float kInputScale = {io["input"]["scale"]!r}f;
 constexpr int kInputZeroPoint = {io["input"]["zero_point"]};
@@ -96,7 +112,11 @@ def twin(variant: dict) -> str:
     return f"`{u['file'].split('/')[-1]}`: {u['bytes']:,} / {u['arena_bytes']:,}" if u else "-"
 
 
-def readme(variants: list[dict]) -> str:
+def pixels_note(class_names: list[str]) -> str:
+    return f"MNIST: 0 = background, 255 = ink; {len(class_names)} classes, {', '.join(class_names[:5])}{', ...' if len(class_names) > 5 else ''}"
+
+
+def readme(variants: list[dict], class_names: list[str]) -> str:
     """RUN/export/micro/README.md: the files, their figures, and the code that runs one."""
     rows = "\n".join(f"| `{v['name']}.h` / `.cc` | {v['bytes']:,} | {v['arena_bytes']:,} | "
                      f"{arena_constant(v['arena_bytes']):,} | {', '.join(v['ops'])} | {twin(v)} |" for v in variants)
@@ -137,7 +157,8 @@ Running `{first['name']}` (TFLite Micro from https://github.com/tensorflow/tflit
 
 alignas(16) static uint8_t tensor_arena[{ns}::kTensorArenaSize];
 
-// pixels: 28x28 grey levels, 0 = background, 255 = ink (MNIST's convention). Returns the digit.
+// pixels: kInputHeight x kInputWidth x kInputChannels values 0..255, stored as the training images were
+// ({pixels_note(class_names)}). Returns the class (an index into kClassNames), or -1.
 int classify(const uint8_t* pixels) {{
   static tflite::MicroMutableOpResolver<{len(ops)}> resolver;
   static bool registered = false;
@@ -151,16 +172,16 @@ int classify(const uint8_t* pixels) {{
   if (!allocated) return -1;
 
   TfLiteTensor* input = interpreter.input(0);
-  for (int i = 0; i < 28 * 28; ++i) {{
+  for (int i = 0; i < {ns}::kInputHeight * {ns}::kInputWidth * {ns}::kInputChannels; ++i) {{
     int q = static_cast<int>(std::lround(pixels[i] / 255.0f / {ns}::kInputScale)) + {ns}::kInputZeroPoint;
     input->data.int8[i] = static_cast<int8_t>(q < -128 ? -128 : (q > 127 ? 127 : q));
   }}
   if (interpreter.Invoke() != kTfLiteOk) return -1;
 
   const int8_t* scores = interpreter.output(0)->data.int8;
-  int digit = 0;
-  for (int d = 1; d < 10; ++d) if (scores[d] > scores[digit]) digit = d;
-  return digit;
+  int best = 0;
+  for (int k = 1; k < {ns}::kNumClasses; ++k) if (scores[k] > scores[best]) best = k;
+  return best;
 }}
 ```
 

@@ -29,6 +29,7 @@ from mnist_opt import rundir, runio, runtime, workarounds
 from mnist_opt.errors import InputError
 from mnist_opt import data
 from mnist_opt.tuning import inputs
+from mnist_opt.tuning.architecture import architecture
 from mnist_opt.tuning.size import MAX_INDEX_BITS
 from mnist_opt.versions import package_versions
 
@@ -82,7 +83,8 @@ def describe_io(model: bytes) -> dict:
     out = {}
     for key, detail in (("input", run.input), ("output", run.output)):
         scale, zero = detail["quantization"]
-        out[key] = {"dtype": np.dtype(detail["dtype"]).name, "scale": float(scale), "zero_point": int(zero)}
+        out[key] = {"dtype": np.dtype(detail["dtype"]).name, "scale": float(scale), "zero_point": int(zero),
+                    "shape": [int(s) for s in detail["shape"][1:]]}
     return out
 
 
@@ -95,12 +97,12 @@ def export(cfg: ExportConfig, log: Log = lambda line: None) -> dict:
     cfg = replace(cfg, clusters=cfg.clusters or tune_cfg.get("clusters") or DEFAULT_CLUSTERS)
     run_dir = Path(cfg.run_dir)
     out_dir = run_dir / "export"
-    split = data.load_split(tune_cfg["seed"], tune_cfg["data"])
+    split = data.load_split(tune_cfg["seed"], data.Source.of(tune_cfg), log)
     rng = np.random.default_rng(tune_cfg["seed"])
     check_x = inputs.to_inputs(split.x_val[: cfg.check_images]).numpy()
     val_x = inputs.to_inputs(split.x_val).numpy()  # each file's validation accuracy: what a frontier budget chooses by
     representative = inputs.to_inputs(
-        split.x_train[rng.choice(len(split.y_train), cfg.representative_images, replace=False)]).numpy()
+        split.x_train[rng.choice(len(split.y_train), min(cfg.representative_images, len(split.y_train)), replace=False)]).numpy()
 
     # 2. Bridge to tf_keras, checked.
     tuned = keras.saving.load_model(run_dir / rundir.BEST_MODEL, safe_mode=True)
@@ -116,9 +118,10 @@ def export(cfg: ExportConfig, log: Log = lambda line: None) -> dict:
         keras.utils.set_random_seed(tune_cfg["seed"])
         idx = data.stratified_indices(split.y_train, min(cfg.train_subset or len(split.y_train),
                                                          len(split.y_train)), tune_cfg["seed"])
+        classes = architecture(values)["classes"]
         train_ds = inputs.dataset(split.x_train[idx], split.y_train[idx], cfg.batch_size,
-                                    inputs.Augment.from_values(values), seed=tune_cfg["seed"])
-        val_ds = inputs.dataset(split.x_val, split.y_val, 1000)
+                                  inputs.Augment.from_values(values), seed=tune_cfg["seed"], classes=classes)
+        val_ds = inputs.dataset(split.x_val, split.y_val, 1000, classes=classes)
         stop = [runtime.stop_on_interrupt(tf_keras)]
         fine_tune = FineTune(cfg, values, train_ds, val_ds, stop, log)
         for source in ("pruned", "pruned_qat", "clustered", "pruned_clustered_qat"):
@@ -128,7 +131,9 @@ def export(cfg: ExportConfig, log: Log = lambda line: None) -> dict:
                 log(f"{source}: sparsity of the large kernels {sparsities[source]:.3f}")
 
     # 4. Convert and write each variant; the manifest last, so it only lists whole files.
+    names = list(split.info.class_names)
     manifest = {"run_dir": str(run_dir), "settings": cfg.to_dict(), "packages": package_versions(),
+                "input_shape": list(split.info.shape), "class_names": names,
                 "bridge_max_abs_diff": diff, "variants": []}
     for name in cfg.variants:
         quantization, source = RECIPES[name]
@@ -154,7 +159,8 @@ def export(cfg: ExportConfig, log: Log = lambda line: None) -> dict:
             "settings": settings_of(source, cfg),
         }
         if quantization == "int8":
-            entry.update(micro_files(name, model_bytes, entry, out_dir, cfg.min_prune_weights, check_x[:FORM_CHECK_IMAGES]))
+            entry.update(micro_files(name, model_bytes, entry, out_dir, cfg.min_prune_weights, check_x[:FORM_CHECK_IMAGES],
+                                     names))
         manifest["variants"].append(entry)
         log(f"wrote {path}  {entry['bytes']:,} bytes (gzip {entry['gzip_bytes']:,})  "
             f"input {entry['input']['dtype']}  agrees with its Keras source on {agreement:.1%}")
@@ -168,10 +174,10 @@ def export(cfg: ExportConfig, log: Log = lambda line: None) -> dict:
         if entry["name"] not in made:
             if entry["quantization"] == "int8" and "lut" not in entry.get("micro", {}):  # before the flash form
                 entry.update(micro_files(entry["name"], (out_dir / entry["file"]).read_bytes(), entry, out_dir,
-                                         cfg.min_prune_weights, check_x[:FORM_CHECK_IMAGES]))
+                                         cfg.min_prune_weights, check_x[:FORM_CHECK_IMAGES], names))
             manifest["variants"].append(entry)
     manifest["variants"].sort(key=lambda entry: VARIANTS.index(entry["name"]))
-    tidy_micro(out_dir / "micro", manifest["variants"])
+    tidy_micro(out_dir / "micro", manifest["variants"], names)
     runio.write_json(out_dir / "manifest.json", manifest)
     return manifest
 
@@ -218,7 +224,7 @@ def settings_of(source: str, cfg: ExportConfig) -> dict:
     return {k: getattr(cfg, k) for k in keys}
 
 
-def tidy_micro(micro_dir: Path, variants: list[dict]) -> None:
+def tidy_micro(micro_dir: Path, variants: list[dict], names: list[str]) -> None:
     """micro/ holds the flash forms of the listed full-integer variants, the sources of those that TFLite
     Micro runs, and a README of them."""
     keep = {Path(f).name for e in variants if "micro" in e
@@ -229,12 +235,13 @@ def tidy_micro(micro_dir: Path, variants: list[dict]) -> None:
             path.unlink()  # the file of a variant that is gone, or no longer runs
     runs = [{"name": e["name"], **e["micro"]} for e in variants if e.get("micro", {}).get("runs")]
     if runs:
-        runio.write_text(micro_dir / "README.md", csource.readme(runs))
+        runio.write_text(micro_dir / "README.md", csource.readme(runs, names))
     elif (micro_dir / "README.md").exists():
         (micro_dir / "README.md").unlink()
 
 
-def micro_files(name: str, model: bytes, entry: dict, out_dir: Path, min_weights: int, images: np.ndarray) -> dict:
+def micro_files(name: str, model: bytes, entry: dict, out_dir: Path, min_weights: int, images: np.ndarray,
+                names: list[str]) -> dict:
     """A full-integer file's kernels, its flash forms (`export.flash`) with their TFLite Micro checks and,
     if TFLite Micro runs them, the C++ source of the smallest.
 
@@ -263,7 +270,7 @@ def micro_files(name: str, model: bytes, entry: dict, out_dir: Path, min_weights
     check["dropped"] = dropped
     io = {"input": entry["input"], "output": entry["output"]}
     runio.write_text(micro_dir / f"{name}.h",
-                     csource.header(name, check["file"], check["sha256"], io, check["arena_bytes"], check["ops"]))
+                     csource.header(name, check["file"], check["sha256"], io, check["arena_bytes"], check["ops"], names))
     runio.write_text(micro_dir / f"{name}.cc", csource.source(name, made["flash"]))
     check.update(header=f"micro/{name}.h", source=f"micro/{name}.cc",
                  tensor_arena_size=csource.arena_constant(check["arena_bytes"]))

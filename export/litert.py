@@ -55,7 +55,7 @@ class Runner:
             self.batch = n
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        """Probabilities (N, 10) for float images (N, 28, 28, 1) in [0, 1]."""
+        """Probabilities (N, classes) for float images (N, H, W, C) in [0, 1]."""
         self._resize(len(images))
         x = images.astype(np.float32)
         scale, zero = self.input["quantization"]

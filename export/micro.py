@@ -94,7 +94,7 @@ class Runner:
         self.output = self.interpreter.get_output_details(0)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        """Probabilities (N, 10) for float images (N, 28, 28, 1) in [0, 1], one invocation each."""
+        """Probabilities (N, classes) for float images (N, H, W, C) in [0, 1], one invocation each."""
         (in_scale,), (in_zero,) = (self.input["quantization_parameters"][k] for k in ("scales", "zero_points"))
         (out_scale,), (out_zero,) = (self.output["quantization_parameters"][k] for k in ("scales", "zero_points"))
         x = to_int8(images, in_scale, in_zero)

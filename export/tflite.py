@@ -6,13 +6,12 @@ import numpy as np
 import tensorflow as tf
 
 from mnist_opt.runtime import silenced_stderr
-from mnist_opt.tuning.architecture import INPUT_SHAPE
 
 QUANTIZATIONS = ("none", "dynamic_range", "float16", "int8")
 
 
 def convert(model, quantization: str, representative: np.ndarray | None = None) -> bytes:
-    """Convert a Keras (3 or tf_keras) model taking 28x28x1 floats in [0, 1] to a .tflite flatbuffer.
+    """Convert a Keras (3 or tf_keras) model taking H x W x C floats in [0, 1] to a .tflite flatbuffer.
 
     quantization: "none" (float32), "dynamic_range" (int8 weights), "float16"
     (float16 weights), or "int8" (int8 weights and activations, int8 input and
@@ -21,7 +20,7 @@ def convert(model, quantization: str, representative: np.ndarray | None = None) 
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization: expected one of {QUANTIZATIONS}, got {quantization!r}")
     serve = tf.function(lambda x: model(x, training=False))
-    concrete = serve.get_concrete_function(tf.TensorSpec((None, *INPUT_SHAPE), tf.float32))
+    concrete = serve.get_concrete_function(tf.TensorSpec((None, *model.input_shape[1:]), tf.float32))
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
     if quantization != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -18,7 +18,7 @@ SUFFIXES = (".keras", ".tflite")
 
 
 class Model:
-    """A model file that predicts probabilities for uint8 images (N, 28, 28)."""
+    """A model file that predicts probabilities for uint8 images (N, H, W, C), or (N, H, W) grey."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -44,6 +44,16 @@ class Model:
     def kind(self) -> str:
         return self.path.suffix[1:]
 
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(height, width, channels) of the images the model takes."""
+        shape = self.keras.input_shape if self.kind == "keras" else self.runner.input["shape"]
+        return tuple(int(s) for s in shape[1:])
+
+    @property
+    def classes(self) -> int:
+        return int(self.keras.output_shape[-1] if self.kind == "keras" else self.runner.output["shape"][-1])
+
     def probabilities(self, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         x = to_inputs(images)
         if self.kind == "keras":
@@ -65,5 +75,7 @@ class Model:
 
 
 def to_inputs(images: np.ndarray) -> np.ndarray:
-    """uint8 images (N, 28, 28) to float32 (N, 28, 28, 1) in [0, 1]: `mnist_opt.tuning.inputs.to_inputs`, in numpy."""
-    return images.astype(np.float32)[..., np.newaxis] / np.float32(255.0)
+    """uint8 images (N, H, W, C), or (N, H, W) grey, to float32 (N, H, W, C) in [0, 1]:
+    `mnist_opt.tuning.inputs.to_inputs`, in numpy."""
+    x = images.astype(np.float32) / np.float32(255.0)
+    return x[..., np.newaxis] if x.ndim == 3 else x

@@ -1,10 +1,14 @@
-"""Draw a digit: a local web page with live predictions from a run's exported models.
+"""Draw or upload an image: a local web page with live predictions from a run's exported models.
 
-    GET  /                      the drawing page (one self-contained HTML file, no CDN)
+    GET  /                      the page (one self-contained HTML file, no CDN)
     GET  /report                the run's report.html
-    GET  /api/variants          the run's variants: size, latency, test accuracy
-    POST /api/predict?variant=  body: a PNG/JPEG of the canvas -> top 3 digits
+    GET  /api/variants          the run's variants (size, latency, test accuracy) and its data: "data" is
+                                {"shape": [H, W, C], "class_names": [...], "digits": bool, "drawing": bool}
+    POST /api/predict?variant=  body: a PNG/JPEG, the drawing pad's or an uploaded file
+                                -> {"variant", "class", "name", "top": 3 x {"class", "name", "probability"},
+                                    "input": the H x W x C image the model saw}
 
+The page always offers an upload, and a drawing pad only where the models take grey images ("drawing").
 Only the standard library serves it. Every image goes through the same
 `inference.predict.classify` as `mnist-opt predict`. Errors are JSON with a 4xx
 status, and the server stays up.
@@ -21,12 +25,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mnist_opt import rundir, runio
 from mnist_opt.errors import InputError, RunDirError
 
-MAX_BODY = 1 << 20  # bytes: a 280x280 canvas PNG is about 10 KB; anything near 1 MiB is not a drawing
+MAX_BODY = 1 << 20  # bytes: a 280x280 canvas PNG is about 10 KB, an image scaled for a 96x96 model far less
 READ_TIMEOUT = 5.0  # seconds a connection may take to send its next bytes; a stalled one is closed
 MAX_CONNECTIONS = 256  # open at once, each a thread; one more is answered 503 and closed
 MAX_PIXELS = 2048 * 2048  # decoded size cap, checked from the header before decoding
@@ -38,6 +43,7 @@ class Variant:
     name: str
     file: str
     model: object  # inference.model.Model
+    prepare: object  # inference.predict.Preparation
     info: dict
 
 
@@ -67,11 +73,10 @@ class App:
     """A run's exported models, loaded once; `classify` is safe to call from several threads."""
 
     def __init__(self, run_dir: str | Path, latency_runs: int = 200):
-        from mnist_opt.data import load_test
         from mnist_opt.inference.model import Model
+        from mnist_opt.inference.predict import preparation
 
         self.run_dir = Path(run_dir)
-        sample = load_test(None)[0][0]
         self.variants: dict[str, Variant] = {}
         self.budget_reports: dict[str, Path] = {}  # URL path -> a frontier budget's report.html
         for prefix, run in exported_runs(self.run_dir):
@@ -83,10 +88,11 @@ class App:
             accuracy = {r["name"]: r["test_accuracy"] for r in report.get("rows", [])}
             for entry in manifest["variants"]:
                 model = Model(run / "export" / entry["file"])
+                sample = np.full(model.input_shape, 128, np.uint8)  # latency does not depend on the pixels
                 latency = model.latency_us(sample, runs=latency_runs, warmup=20)
                 name = prefix + entry["name"]
                 file = str((run / "export" / entry["file"]).relative_to(self.run_dir)) if prefix else entry["file"]
-                self.variants[name] = Variant(name, file, model, {
+                self.variants[name] = Variant(name, file, model, preparation(model), {
                     "name": name, "file": file, "bytes": entry["bytes"],
                     "gzip_bytes": entry["gzip_bytes"], "quantization": entry["quantization"],
                     "sparsity": entry["sparsity"], "median_us": round(latency["median_us"], 1),
@@ -96,6 +102,12 @@ class App:
         if not self.variants:
             raise RunDirError(f"run directory {self.run_dir}: the manifest lists no variants; run "
                               f"`mnist-opt export {self.run_dir}` again")
+        preparations = {v.prepare for v in self.variants.values()}
+        if len(preparations) > 1:  # one page, one kind of input: the budgets of a frontier run share their data
+            shown = "; ".join(sorted(str(p.to_dict()) for p in preparations))
+            raise RunDirError(f"run directory {self.run_dir}: its models take different data ({shown}); "
+                              "serve each run on its own")
+        self.data = preparations.pop()
         # The page opens on an int8 model: the report's pick if it is one, else plain int8.
         int8 = [n for n, v in self.variants.items() if v.info["quantization"] == "int8"]
         recommended = report.get("recommended")
@@ -104,7 +116,7 @@ class App:
 
     def variants_doc(self) -> dict:
         return {"default": self.default, "report": (self.run_dir / "report.html").is_file(),
-                "variants": [v.info for v in self.variants.values()]}
+                "data": self.data.to_dict(), "variants": [v.info for v in self.variants.values()]}
 
     def classify(self, name: str, body: bytes) -> dict:
         from mnist_opt.inference.predict import classify
@@ -117,18 +129,19 @@ class App:
                 width, height = img.size
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
             raise RequestError(HTTPStatus.BAD_REQUEST, f"the body ({len(body):,} bytes) is not a readable image; "
-                                                       "POST the canvas as PNG or JPEG") from None
+                                                       "POST a PNG or JPEG image") from None
         if width * height > MAX_PIXELS:
             raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                                f"image is {width}x{height} pixels; send at most {MAX_PIXELS:,} pixels")
+        variant = self.variants[name]
         try:
             with self.lock:
-                result = classify(self.variants[name].model, io.BytesIO(body), "canvas", top=3)
+                result = classify(variant.model, io.BytesIO(body), "image", top=3, prepare=variant.prepare)
         except InputError as exc:
             status = HTTPStatus.UNPROCESSABLE_ENTITY if "blank" in str(exc) else HTTPStatus.BAD_REQUEST
             raise RequestError(status, str(exc)) from None
-        return {"variant": name, "digit": result["digit"], "top": result["top"],
-                "input": result["input"].tolist()}
+        return {"variant": name, "class": result["class"], "name": result["name"], "top": result["top"],
+                "input": result["input"].reshape(variant.prepare.shape).tolist()}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -191,7 +204,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                                    f"body of {int(length):,} bytes; the limit is {MAX_BODY:,} bytes")
             if int(length) == 0:
-                raise RequestError(HTTPStatus.BAD_REQUEST, "empty body; POST the canvas as PNG or JPEG")
+                raise RequestError(HTTPStatus.BAD_REQUEST, "empty body; POST the drawing or an image as PNG or JPEG")
             body = self.rfile.read(int(length))
             variant = parse_qs(url.query).get("variant", [self.app.default])[0]
             self._json(HTTPStatus.OK, self.app.classify(variant, body))

@@ -68,7 +68,24 @@ def _call(fn, *args, tensorflow: bool = True, **kwargs):
         raise typer.Exit(130) from None
 
 
-DATA_HELP = "MNIST .npz file (default: $MNIST_NPZ, then the bundled copy, then Keras' cache)."
+DATA_HELP = ("Your images: an .npz (x_train, y_train, optional x_test, y_test, class_names), a folder of IDX files, "
+             "or a folder of class folders (optionally under train/ and test/). Default: MNIST.")
+IMAGE_SIZE_HELP = "Resize every image to H or HxW pixels (8 to 96 a side; default: the data's own size)."
+SKIP_BAD_HELP = "Leave unreadable image files out of a folder (they are counted) instead of refusing it."
+
+
+def _image_size(text: str | None) -> str | None:
+    """--image-size checked and written as HxW, or exit 2 naming the problem."""
+    if text is None:
+        return None
+    from mnist_opt.data import parse_image_size
+
+    try:
+        h, w = parse_image_size(text)
+    except InputError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    return f"{h}x{w}"
 
 
 @app.command()
@@ -97,6 +114,8 @@ def tune(
                                           "instead of one winner (use with --tuner pareto)."),
     seed: int = typer.Option(T.seed, help="Seed for the split, the search and every trial."),
     data: Optional[Path] = typer.Option(None, help=DATA_HELP),
+    image_size: Optional[str] = typer.Option(None, metavar="H[xW]", help=IMAGE_SIZE_HELP),
+    skip_bad_images: bool = typer.Option(False, help=SKIP_BAD_HELP),
     run_dir: Optional[Path] = typer.Option(None, help="Where every output goes (default: runs/<timestamp>)."),
     overwrite: bool = typer.Option(False, help="Clear the run directory's tuning outputs and start afresh."),
     chief: Optional[str] = typer.Option(None, metavar="HOST:PORT", help="Distributed: run the oracle here; "
@@ -121,7 +140,8 @@ def tune(
         raise typer.Exit(2)
     cfg = T(space=space, tuner=tuner.value, starts=starts, max_trials=max_trials, max_epochs=max_epochs,
                      train_subset=train_subset, final_epochs=final_epochs, seed=seed, max_params=max_params, max_kb=max_kb,
-                     clusters=clusters, data=str(data) if data else None, run_dir=str(run_dir or _default_run_dir()),
+                     clusters=clusters, data=str(data) if data else None, image_size=_image_size(image_size),
+                     skip_bad_images=skip_bad_images, run_dir=str(run_dir or _default_run_dir()),
                      overwrite=overwrite, search_minutes=search_minutes, final_minutes=final_minutes,
                      budgets=_budgets(budgets))
 
@@ -172,6 +192,8 @@ def train(
     epochs: int = typer.Option(10, min=1, help="Epochs at most (early stopping on validation)."),
     seed: int = typer.Option(0, help="Seed for the split and the weights."),
     data: Optional[Path] = typer.Option(None, help=DATA_HELP),
+    image_size: Optional[str] = typer.Option(None, metavar="H[xW]", help=IMAGE_SIZE_HELP),
+    skip_bad_images: bool = typer.Option(False, help=SKIP_BAD_HELP),
 ):
     """Train the original project's reference CNN (the report's baseline row).
 
@@ -179,9 +201,12 @@ def train(
     """
 
     def go():
+        from mnist_opt.data import Source
         from mnist_opt.tuning.train import train_baseline
 
-        return train_baseline(Path(run_dir or _default_run_dir()), epochs, seed, str(data) if data else None, _echo)
+        source = Source.of({"data": str(data) if data else None, "image_size": _image_size(image_size),
+                            "skip_bad_images": skip_bad_images})
+        return train_baseline(Path(run_dir or _default_run_dir()), epochs, seed, source, _echo)
 
     path = _call(go)
     typer.echo(f"done: baseline model in {path}")
@@ -277,6 +302,9 @@ def run(
                                           "budget's best model under RUN/frontier/<K>kb/."),
     micro_images: Optional[int] = typer.Option(None, min=1, help="The report runs each int8 file in TFLite Micro "
                                                "on the first N test images only (default: all)."),
+    data: Optional[Path] = typer.Option(None, help=DATA_HELP),
+    image_size: Optional[str] = typer.Option(None, metavar="H[xW]", help=IMAGE_SIZE_HELP),
+    skip_bad_images: bool = typer.Option(False, help=SKIP_BAD_HELP),
 ):
     """Tune, export and report in one go; print where the report is.
 
@@ -284,13 +312,15 @@ def run(
     """
     target = run_dir or Path(_default_run_dir())
     sizes = _budgets(budgets)
+    source = {"data": str(data) if data else None, "image_size": _image_size(image_size),
+              "skip_bad_images": skip_bad_images}
 
     def go():
         from mnist_opt.workflow import run as run_workflow
         from mnist_opt.runio import locked
 
         with locked(target):
-            return run_workflow(preset.value, str(target), seed, _echo, max_kb, sizes, micro_images)
+            return run_workflow(preset.value, str(target), seed, _echo, max_kb, sizes, micro_images, source)
 
     _print_report(_call(go), target)
 
@@ -299,26 +329,32 @@ def run(
 def evaluate(
     model: Path = typer.Argument(..., help="A .keras or .tflite model file."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
-    data: Optional[Path] = typer.Option(None, help=DATA_HELP),
+    data: Optional[Path] = typer.Option(None, help=DATA_HELP + " Default: the data of the run the model is in, "
+                                        "else MNIST."),
+    image_size: Optional[str] = typer.Option(None, metavar="H[xW]", help=IMAGE_SIZE_HELP),
+    skip_bad_images: bool = typer.Option(False, help=SKIP_BAD_HELP),
 ):
     """Test accuracy, per-class accuracy and confusion matrix of one model file.
 
     Example: mnist-opt evaluate runs/first/export/int8.tflite --json
     """
+    size = _image_size(image_size)
 
     def go():
+        from mnist_opt.data import Source
         from mnist_opt.reports.evaluate import evaluate as run_evaluate
 
-        return run_evaluate(model, str(data) if data else None)
+        given = Source.of({"data": str(data), "image_size": size, "skip_bad_images": skip_bad_images}) if data else None
+        return run_evaluate(model, given)
 
     result = _call(go, tensorflow=False)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
     typer.echo(f"{result['model']}: test accuracy {100 * result['accuracy']:.2f}% on {result['images']:,} images")
-    typer.echo("per class: " + "  ".join(f"{d}:{'-' if a is None else f'{100 * a:.1f}'}"
-                                         for d, a in enumerate(result["per_class_accuracy"])))
-    typer.echo("confusion (rows true 0-9, columns predicted 0-9):")
+    typer.echo("per class: " + "  ".join(f"{name}:{'-' if a is None else f'{100 * a:.1f}'}"
+                                         for name, a in zip(result["class_names"], result["per_class_accuracy"])))
+    typer.echo(f"confusion (rows true class 0-{len(result['confusion']) - 1}, columns predicted):")
     for row in result["confusion"]:
         typer.echo(" ".join(f"{n:5d}" for n in row))
 
@@ -326,11 +362,12 @@ def evaluate(
 @app.command()
 def predict(
     model: Path = typer.Argument(..., help="A .keras or .tflite model file."),
-    images: list[Path] = typer.Argument(..., help="PNG or JPEG images of one digit each, any size or polarity."),
-    top: int = typer.Option(1, min=1, max=10, help="How many digits to list per image."),
+    images: list[Path] = typer.Argument(..., help="PNG or JPEG images, one thing each: for an MNIST model a digit "
+                                        "of any size or polarity; for other data, resized to the model's input."),
+    top: int = typer.Option(1, min=1, max=10, help="How many classes to list per image."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ):
-    """Classify images of handwritten digits, preprocessed the way MNIST was made.
+    """Classify images the way the model's training data was stored (digits: the way MNIST was made).
 
     Example: mnist-opt predict runs/first/export/int8.tflite seven.png --top 3
     """
@@ -346,7 +383,7 @@ def predict(
         typer.echo(json.dumps(results, indent=2))
         return
     for r in results:
-        typer.echo(f"{r['image']}: " + ", ".join(f"{t['digit']} ({100 * t['probability']:.1f}%)" for t in r["top"]))
+        typer.echo(f"{r['image']}: " + ", ".join(f"{t['name']} ({100 * t['probability']:.1f}%)" for t in r["top"]))
 
 
 @app.command()
@@ -355,7 +392,7 @@ def serve(
     port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on (0: any free port)."),
     host: str = typer.Option("127.0.0.1", help="Address to bind; the default is reachable from this machine only."),
 ):
-    """Draw a digit in the browser and see each exported model's prediction live.
+    """Upload an image (or draw one, for grey data) in the browser; see each exported model's prediction live.
 
     Example: mnist-opt serve runs/first --port 8000, then open http://127.0.0.1:8000
     """

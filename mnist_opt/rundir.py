@@ -1,6 +1,7 @@
 """The run directory's contract: the files each stage leaves, what makes a stage finished, and readers.
 
-    RUN/config.json             tune: its settings ("tune"), what decides its results ("search"), packages
+    RUN/config.json             tune: its settings ("tune"), what decides its results ("search"), the data
+                                ("data": source, form, shape, class names, content hash, test split), packages
     RUN/trials.json             tune: every trial
     RUN/best.keras              tune: the retrained winner
     RUN/best_hparams.json       tune: the winner's hyperparameters; written last, so tune is finished
@@ -60,6 +61,19 @@ def _read(run: Path, name: str, keys: tuple[str, ...]) -> dict:
 def tune_settings(run: Path) -> dict:
     """The TuneConfig fields the run was tuned with (config.json's "tune")."""
     return _read(run, CONFIG, ("tune",))["tune"]
+
+
+def data_info(run: Path) -> dict | None:
+    """The run's data as recorded (config.json's "data"); None for a run from before it was recorded (MNIST)."""
+    return _read(run, CONFIG, ("tune",)).get("data")
+
+
+def run_of(path: Path) -> Path | None:
+    """The run directory a model file lies in: the nearest folder above it with a config.json; None if none."""
+    for folder in Path(path).resolve().parents:
+        if (folder / CONFIG).is_file():
+            return folder
+    return None
 
 
 def best(run: Path) -> dict:

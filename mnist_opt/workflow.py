@@ -66,11 +66,15 @@ PRESETS = {
 
 
 def configs(preset: str, run_dir: str, seed: int | None = None, max_kb: float | None = None,
-            budgets: tuple[float, ...] | None = None, micro_images: int | None = None) -> Preset:
-    """The preset's settings for this run; `budgets` makes it a frontier run (Pareto search, one model per budget)."""
+            budgets: tuple[float, ...] | None = None, micro_images: int | None = None,
+            source: dict | None = None) -> Preset:
+    """The preset's settings for this run; `budgets` makes it a frontier run (Pareto search, one model per budget).
+
+    `source`: the data, as TuneConfig's `data`, `image_size` and `skip_bad_images` (None: MNIST).
+    """
     p = PRESETS[preset]
     tune = replace(p.tune, run_dir=run_dir, seed=p.tune.seed if seed is None else seed,
-                   max_kb=p.tune.max_kb if max_kb is None else max_kb)
+                   max_kb=p.tune.max_kb if max_kb is None else max_kb, **(source or {}))
     if budgets:  # the search skips models over the largest budget (or --max-kb, if the user gave one)
         tune = replace(tune, tuner="pareto", budgets=tuple(sorted(set(budgets))),
                        max_kb=max(budgets) if max_kb is None else max_kb)
@@ -124,7 +128,8 @@ def chief(cfg: TuneConfig, address: str, log: Log = lambda line: None, workers: 
 
 
 def run(preset: str, run_dir: str, seed: int | None = None, log: Log = lambda line: None,
-        max_kb: float | None = None, budgets: tuple[float, ...] | None = None, micro_images: int | None = None) -> dict:
+        max_kb: float | None = None, budgets: tuple[float, ...] | None = None, micro_images: int | None = None,
+        source: dict | None = None) -> dict:
     """The whole toolkit: search, export, report. Returns the report document.
 
     With budgets (or the frontier preset), the search is for the accuracy-size front, and each budget's
@@ -133,7 +138,7 @@ def run(preset: str, run_dir: str, seed: int | None = None, log: Log = lambda li
     from mnist_opt.export.export import export
     from mnist_opt.reports.report import report
 
-    cfg = configs(preset, run_dir, seed, max_kb, budgets, micro_images)
+    cfg = configs(preset, run_dir, seed, max_kb, budgets, micro_images, source)
     # 1. Tune (a finished search with the same settings is kept; an unfinished one resumes).
     if tuning_done(cfg.tune):
         log(f"[1/3] tune: already done in {run_dir}")

@@ -65,16 +65,21 @@ def search_history(trials: list[dict]) -> bytes:
     return _png(fig)
 
 
-def confusion(matrix: list[list[int]], title: str) -> bytes:
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+def confusion(matrix: list[list[int]], title: str, names: list[str] | None = None) -> bytes:
+    """The matrix, counts written in up to 20 classes, the axes labelled with the class names."""
+    k = len(matrix)
+    names = names or [str(i) for i in range(k)]
+    side = min(12, 5 + 0.12 * k)
+    fig, ax = plt.subplots(figsize=(side, side * 0.9))
     ax.imshow(matrix, cmap="Blues")
     for i, row in enumerate(matrix):
         for j, n in enumerate(row):
-            if n:
+            if n and k <= 20:
                 ax.text(j, i, str(n), ha="center", va="center", fontsize=7,
                         color="white" if i == j else "black")
-    ax.set_xticks(range(10))
-    ax.set_yticks(range(10))
+    small = 8 if k <= 20 else 5
+    ax.set_xticks(range(k), names, rotation=90 if max(map(len, names)) > 2 else 0, fontsize=small)
+    ax.set_yticks(range(k), names, fontsize=small)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)

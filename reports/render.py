@@ -36,6 +36,19 @@ def micro_cells(row: dict) -> list[str]:
     return [f"{f['bytes']:,}", f"{f['arena_bytes']:,}", f"{100 * f['test_accuracy']:.2f}"]
 
 
+# The recommended file's accuracy per class, by the data's class names.
+CLASS_HEAD = ("class", "name", "test images", "test acc %", "most often taken for")
+
+
+def class_cells(row: dict, names: list[str]) -> list[list[str]]:
+    out = []
+    for i, (name, acc, counts) in enumerate(zip(names, row["per_class_accuracy"], row["confusion"])):
+        wrong = [(n, j) for j, n in enumerate(counts) if j != i and n]
+        confused = f"{names[max(wrong)[1]]} ({max(wrong)[0]:,})" if wrong else "-"
+        out.append([str(i), name, f"{sum(counts):,}", "-" if acc is None else f"{100 * acc:.2f}", confused])
+    return out
+
+
 # Each full-integer file's flash forms (reports.variants): flash against RAM.
 FORMS_HEAD = ("model", "form", "flash bytes", "arena bytes", "TFLM acc %", "outputs unlike the int8 file's")
 

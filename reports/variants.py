@@ -1,4 +1,4 @@
-"""The report of one tuned and exported run: every model measured now, on the 10,000 MNIST test images.
+"""The report of one tuned and exported run: every model measured now, on the data's test images (MNIST's 10,000).
 
     RUN/report.json   every figure, each file's sha256, settings and package versions
     RUN/report.md     the table, the recommended variant flagged
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mnist_opt import rundir, runio, workarounds
 from mnist_opt.errors import InputError
-from mnist_opt.data import load_test
+from mnist_opt import data
 from mnist_opt.inference.model import Model
 from mnist_opt.reports import plots, render
 from mnist_opt.reports.config import ReportConfig
@@ -164,12 +164,13 @@ def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
         from mnist_opt.tuning.train import train_baseline
 
         log(f"baseline.keras missing: training the reference CNN ({cfg.baseline_epochs} epochs)")
-        train_baseline(run_dir, cfg.baseline_epochs, tune_cfg["seed"], tune_cfg["data"], log, cfg.baseline_images)
+        train_baseline(run_dir, cfg.baseline_epochs, tune_cfg["seed"], data.Source.of(tune_cfg), log, cfg.baseline_images)
 
     # 2. The models, in table order, each loaded from its file.
     entries = [("baseline", run_dir / "baseline.keras", None), ("tuned", run_dir / rundir.BEST_MODEL, None)]
     entries += [(v["name"], run_dir / "export" / v["file"], v) for v in docs["manifest"]["variants"]]
-    x_test, y_test = load_test(tune_cfg["data"])
+    loaded = data.load(data.Source.of(tune_cfg), log)
+    x_test, y_test, names = loaded.arrays["x_test"], loaded.arrays["y_test"], loaded.info.class_names
 
     # 3. Measure: test accuracy, agreement with the tuned model, size, latency.
     rows, predictions = [], {}
@@ -177,8 +178,8 @@ def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
         model = Model(path)
         predicted = model.probabilities(x_test).argmax(1)
         predictions[name] = predicted
-        data = model.bytes
-        digest = hashlib.sha256(data).hexdigest()
+        blob = model.bytes
+        digest = hashlib.sha256(blob).hexdigest()
         row = {
             "name": name,
             "kind": model.kind,
@@ -187,17 +188,17 @@ def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
             "matches_manifest": None if entry is None else digest == entry["sha256"],
             "test_accuracy": None,
             "params": model.keras.count_params() if model.kind == "keras" else docs["best"]["params"],
-            "bytes": len(data),
-            "gzip_bytes": len(gzip.compress(data, 9)),
+            "bytes": len(blob),
+            "gzip_bytes": len(gzip.compress(blob, 9)),
             "sparsity": 0.0 if entry is None else entry["sparsity"],
             "val_accuracy": None if entry is None else entry.get("val_accuracy"),  # export's, on the validation split
             "quantization": "none" if entry is None else entry["quantization"],
             **model.latency_us(x_test[0], cfg.latency_runs, cfg.warmup_runs),
         }
-        s = scores(y_test, predicted)
+        s = scores(y_test, predicted, len(names))
         row.update(test_accuracy=s["accuracy"], per_class_accuracy=s["per_class_accuracy"], confusion=s["confusion"])
         if row["quantization"] == "int8":
-            row["micro"] = micro_scores(data, flash_forms(run_dir, entry), x_test, y_test, predicted, cfg.micro_images)
+            row["micro"] = micro_scores(blob, flash_forms(run_dir, entry), x_test, y_test, predicted, cfg.micro_images)
         rows.append(row)
         log(f"measured {name:<16} test accuracy {100 * row['test_accuracy']:.2f}%  "
             f"{row['bytes']:>9,} bytes  median {row['median_us']:,.0f} us{micro_line(row)}")
@@ -212,6 +213,7 @@ def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
     doc = {
         "run_dir": str(run_dir),
         "test_images": int(len(y_test)),
+        "data": loaded.info.to_dict(),
         "recommended": recommended,
         "recommendation_rule": recommendation_rule(cfg.accuracy_window, max_kb, rows),
         "max_kb": max_kb,
@@ -234,9 +236,9 @@ def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
 def markdown(doc: dict, table: str) -> str:
     best = doc["best_hparams"]
     return (f"# mnist-opt report: {doc['run_dir']}\n\n"
-            f"Measured on the {doc['test_images']:,} MNIST test images, from the files on disk.\n\n"
+            f"Measured on {test_images(doc)}, from the files on disk.\n\n"
             f"{table}\n\n★ recommended: **{doc['recommended']}** ({doc['recommendation_rule']}).\n\n"
-            f"{forms_section(doc)}"
+            f"{forms_section(doc)}{per_class_section(doc)}"
             f"Tuned model: trial {best['trial_id']}, {best['params']:,} parameters, "
             f"validation accuracy {100 * best['val_accuracy']:.2f}%.\n\n{estimate_line(doc)}"
             f"Latency: batch of 1 on this CPU, {doc['settings']['report']['latency_runs']:,} timed runs after "
@@ -244,6 +246,27 @@ def markdown(doc: dict, table: str) -> str:
             f"Micro's host interpreter on {micro_images(doc)}; flash bytes, arena and TFLM accuracy are the flash "
             f"form's (the C array in export/micro/), the arena the smallest that allocates. Per-class accuracy, confusion matrices, "
             f"sha256 of every file, settings and package versions are in report.json.\n")
+
+
+def test_images(doc: dict) -> str:
+    """'the 10,000 MNIST test images', or the user's data and where its test images came from."""
+    d = doc.get("data") or {"form": "mnist"}
+    if d["form"] == "mnist":
+        return f"the {doc['test_images']:,} MNIST test images"
+    how = "its own test split" if d["test"] == "given" else "held out of its training images, never searched on"
+    return (f"the {doc['test_images']:,} test images of {d['source']} ({'x'.join(map(str, d['shape']))}, "
+            f"{d['classes']} classes; {how})")
+
+
+def class_names(doc: dict) -> list[str]:
+    return (doc.get("data") or {}).get("class_names") or [str(i) for i in range(10)]
+
+
+def per_class_section(doc: dict) -> str:
+    """The recommended file's accuracy on each class, by name."""
+    rec = next((r for r in doc["rows"] if r["name"] == doc["recommended"]), doc["rows"][-1])
+    table = render.markdown_table(render.CLASS_HEAD, render.class_cells(rec, class_names(doc)))
+    return f"Per class ({rec['name']}; confusion matrices in report.json and report.html):\n\n{table}\n\n"
 
 
 def forms_section(doc: dict) -> str:
@@ -280,15 +303,18 @@ def to_html(doc: dict, trials: list[dict]) -> str:
     figures = [
         render.img(plots.accuracy_vs_size(rows, doc["recommended"]), "accuracy vs size"),
         render.img(plots.search_history(trials), "validation accuracy over the search"),
-        render.img(plots.confusion(rec["confusion"], f"confusion matrix: {rec['name']}"), "confusion matrix"),
+        render.img(plots.confusion(rec["confusion"], f"confusion matrix: {rec['name']}", class_names(doc)),
+                   "confusion matrix"),
     ]
     table = render.html_table(render.HEAD, [render.cells(r) for r in rows],
                               highlight=[r["name"] == doc["recommended"] for r in rows])
-    intro = (f"<p>{html.escape(doc['run_dir'])}: measured on the {doc['test_images']:,} MNIST test images, "
+    intro = (f"<p>{html.escape(doc['run_dir'])}: measured on {html.escape(test_images(doc))}, "
              f"from the files on disk. ★ recommended: <b>{html.escape(str(doc['recommended']))}</b> "
              f"({html.escape(doc['recommendation_rule'])}).</p>\n"
              f"<p>{html.escape(estimate_line(doc).strip())}</p>\n")
     forms = [line for r in rows for line in render.forms_cells(r)]
     after = (f"<h2>Flash forms</h2><p>{html.escape(FLASH_NOTE)}</p>\n{render.html_table(render.FORMS_HEAD, forms)}\n"
              if forms else "")
+    after += (f"<h2>Per class: {html.escape(rec['name'])}</h2>\n"
+              f"{render.html_table(render.CLASS_HEAD, render.class_cells(rec, class_names(doc)))}\n")
     return render.page("mnist-opt report", intro, table, figures, after=after)

@@ -50,7 +50,7 @@ def litert_accuracy(path) -> float:
     interpreter = Interpreter(model_path=str(path))
     interpreter.allocate_tensors()
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    images = x.astype(np.float32)[..., None] / 255.0
+    images = x.astype(np.float32) / 255.0  # N x 28 x 28 x 1, as the data layer gives it
     if inp["dtype"] == np.int8:
         scale, zero = inp["quantization"]
         images = np.clip(np.round(images / scale + zero), -128, 127).astype(np.int8)

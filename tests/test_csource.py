@@ -50,3 +50,20 @@ def test_resolver_calls_follow_tflite_micro_names():
 def test_a_variant_name_that_is_no_identifier_is_refused():
     with pytest.raises(ValueError, match="not a C identifier"):
         csource.identifier("int8; rm -rf")
+
+
+def test_the_header_carries_the_input_shape_and_class_names_escaped(tmp_path):
+    cxx = shutil.which("g++")
+    assert cxx, "g++ is missing: `make test` installs Debian's g++"
+    io = {"input": {"scale": 0.5, "zero_point": -128, "shape": [32, 24, 3]}, "output": {"scale": 0.25, "zero_point": 0}}
+    names = ['say "hi"', "back\\slash", "??=trigraph", "café"]
+    (tmp_path / "v.h").write_text(csource.header("v", "micro/v.tflite", "0" * 64, io, 1000, ["CONV_2D"], names))
+    (tmp_path / "main.cc").write_text('#include <cstdio>\n#include "v.h"\nint main() {\n'
+                                      '  namespace m = mnist_opt_v;\n'
+                                      '  std::printf("%d %d %d %d\\n", m::kInputHeight, m::kInputWidth, m::kInputChannels,'
+                                      ' m::kNumClasses);\n'
+                                      '  for (const char* n : m::kClassNames) std::printf("%s\\n", n);\n}\n')
+    subprocess.run([cxx, "-std=c++17", "-Wall", "-Wextra", "-Werror", "-I", str(tmp_path), str(tmp_path / "main.cc"),
+                    "-o", str(tmp_path / "names")], check=True)
+    out = subprocess.run([str(tmp_path / "names")], check=True, capture_output=True).stdout.decode()
+    assert out.splitlines() == ["32 24 3 4", *names]

@@ -10,7 +10,7 @@ from mnist_opt.reports.evaluate import evaluate, scores
 def test_scores():
     labels = np.array([0, 0, 1, 1, 2])
     predicted = np.array([0, 1, 1, 1, 0])
-    s = scores(labels, predicted)
+    s = scores(labels, predicted, 10)
     assert s["accuracy"] == 0.6
     assert s["per_class_accuracy"] == [0.5, 1.0, 0.0] + [None] * 7  # digits 3-9 have no images
     assert s["confusion"][0][:3] == [1, 1, 0] and s["confusion"][2][0] == 1

@@ -173,8 +173,8 @@ def test_micro_keeps_only_the_sources_of_listed_variants_that_run(tmp_path):
     variants = [{"name": "int8", "bytes": 100, "micro": {"runs": True, **figures}},
                 {"name": "fails", "bytes": 100, "micro": {"runs": False, "ops": [], "arena_bytes": None, "file": None}},
                 {"name": "float32", "bytes": 400}]
-    tidy_micro(micro_dir, variants)
+    tidy_micro(micro_dir, variants, [str(i) for i in range(10)])
     assert sorted(p.name for p in micro_dir.iterdir()) == ["README.md", "int8.cc", "int8.h", "int8.tflite"]
     assert "`int8.h`" in (micro_dir / "README.md").read_text()
-    tidy_micro(micro_dir, variants[1:])  # none runs any more: no sources, no README
+    tidy_micro(micro_dir, variants[1:], [str(i) for i in range(10)])  # none runs any more: no sources, no README
     assert list(micro_dir.iterdir()) == []

@@ -5,7 +5,7 @@ import pytest
 import tf_keras
 
 from mnist_opt.tuning import space
-from mnist_opt.tuning.architecture import BASELINE, build_cnn
+from mnist_opt.tuning.architecture import BASELINE, build_cnn, input_shape, layer_plan
 from mnist_opt.tuning.hypermodel import CNNHyperModel, sample
 from mnist_opt.tuning.size import ESTIMATE_ERROR, count_params, estimate_flash_bytes
 
@@ -74,7 +74,13 @@ def test_filters_are_declared_per_existing_block(seed):
     dict(corner_values("default", "low"), conv_blocks=2, filters_1=24, batch_norm=True, global_pooling=True,
          dense_units=48),
     dict(corner_values("tiny", "high"), kernel_size=5, convs_per_block=2),
-], ids=["baseline", "tiny-low", "default-high", "bn-gap-dense", "tiny-k5"])
+    # Other data: RGB, not square, many classes, small enough that a block's pooling is left out.
+    dict(corner_values("default", "low"), image_height=32, image_width=32, channels=3, classes=3, separable=True,
+         conv_blocks=3, filters_1=24, filters_2=32),
+    dict(BASELINE, image_height=16, image_width=40, channels=3, classes=47, conv_blocks=2, filters_1=16),
+    dict(corner_values("default", "high"), image_height=8, image_width=8, classes=2, global_pooling=False),
+], ids=["baseline", "tiny-low", "default-high", "bn-gap-dense", "tiny-k5", "rgb32-separable", "16x40-47-classes",
+        "8x8-flatten"])
 @pytest.mark.parametrize("clusters", [None, 4, 16])
 def test_flash_size_estimate_is_within_5_percent_of_the_real_flash_form(seed, values, clusters):
     """--max-kb, the budgets and the Pareto search trust this estimate: check it against the converter's file's
@@ -82,7 +88,7 @@ def test_flash_size_estimate_is_within_5_percent_of_the_real_flash_form(seed, va
     clustered (every kernel the export clusters holding that many values, LUT-compressed)."""
     from mnist_opt.export.file_size import flash_bytes
 
-    representative = np.random.default_rng(seed).random((20, 28, 28, 1), dtype="float32")
+    representative = np.random.default_rng(seed).random((20, *input_shape(values)), dtype="float32")
     real = flash_bytes(values, representative, clusters)
     estimate = estimate_flash_bytes(values, clusters)
     assert abs(estimate - real) <= ESTIMATE_ERROR * real, (estimate, real)
@@ -213,3 +219,13 @@ def test_fused_batch_norm_in_mixed_bfloat16_matches_keras(seed, channels):
     np.testing.assert_allclose(tf.cast(fused[0], tf.float32), tf.cast(keras_own[0], tf.float32), atol=0.05)
     np.testing.assert_allclose(fused[1], keras_own[1], rtol=1e-3)
     np.testing.assert_allclose(fused[2], keras_own[2], rtol=1e-3)
+
+
+@pytest.mark.parametrize("side, stride, pools", [(28, 1, 3), (8, 1, 3), (8, 2, 2), (9, 2, 2)])
+def test_pooling_stops_where_the_map_is_down_to_one_pixel(side, stride, pools):
+    """Three blocks that each end in pooling: an 8x8 image whose stem halves it has 1 pixel left after two."""
+    values = dict(BASELINE, conv_blocks=3, filters_1=8, filters_2=8, pool_last=True, stem_stride=stride,
+                  image_height=side, image_width=side, classes=4)
+    assert [kind for kind, *_ in layer_plan(values)].count("pool") == pools
+    model = build_cnn(values)  # builds: no pooling of a 1-pixel map
+    assert model.output_shape == (None, 4) and model.count_params() == count_params(values)

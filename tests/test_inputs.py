@@ -76,3 +76,20 @@ def test_pipelines_run_without_autotuning():
     aug = inputs.Augment(rotation=10.0)
     for ds in (inputs.dataset(x, y, 16), inputs.dataset(x, y, 16, aug, seed=0), inputs.stream(x, y, 16, aug, 0)):
         assert ds.options().autotune.enabled is False
+
+
+def test_flips_mirror_about_half_the_images_exactly_and_keep_rgb_non_square_shapes():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (200, 12, 20, 3), dtype=np.uint8)
+    images = inputs.to_inputs(x).numpy()
+    out = inputs.augment(tf.constant(images), inputs.Augment(flip=True), tf.constant([5, 6], tf.int64)).numpy()
+    assert out.shape == images.shape
+    mirrored = np.array([np.allclose(o, i[:, ::-1], atol=1e-5) for o, i in zip(out, images)])
+    kept = np.array([np.allclose(o, i, atol=1e-5) for o, i in zip(out, images)])
+    assert np.all(mirrored ^ kept) and 70 <= mirrored.sum() <= 130
+
+
+def test_the_one_hot_depth_is_the_data_s_class_count():
+    x, y = np.zeros((6, 8, 8, 1), np.uint8), np.array([0, 1, 2, 0, 1, 2])
+    (_, labels), = list(inputs.dataset(x, y, 6, classes=47))
+    assert labels.shape == (6, 47)

@@ -47,7 +47,8 @@ def test_the_export_writes_no_source_for_a_file_tflite_micro_cannot_run(topk_fil
 
     entry = {"file": "topk.tflite", "sha256": "0" * 64, "input": {}, "output": {}}
     (tmp_path / "micro").mkdir()
-    figures = micro_files("topk", topk_file, entry, tmp_path, min_weights=1000, images=np.zeros((2, 28, 28, 1), "float32"))
+    figures = micro_files("topk", topk_file, entry, tmp_path, min_weights=1000, images=np.zeros((2, 28, 28, 1), "float32"),
+                          names=[str(i) for i in range(10)])
     assert figures["micro"]["runs"] is False and figures["micro"]["unsupported_ops"] == ["TOPK_V2"]
     assert list((tmp_path / "micro").iterdir()) == []
 

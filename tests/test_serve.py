@@ -21,6 +21,7 @@ from mnist_opt.inference.model import Model
 from mnist_opt.inference.predict import classify
 from mnist_opt.inference.serve import MAX_BODY, App, make_server
 from mnist_opt.data import load_test
+from test_predict import ANIMALS, colour_image, fake_run, tiny_model  # the tiny runs of data other than MNIST
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; `make test` installs it
 
@@ -73,6 +74,8 @@ def test_variants_are_the_manifests_with_an_int8_default(server, quick_run):
     manifest = json.loads((quick_run[0] / "export" / "manifest.json").read_text())
     assert status == 200
     assert [v["name"] for v in doc["variants"]] == [v["name"] for v in manifest["variants"]]
+    assert doc["data"] == {"shape": [28, 28, 1], "class_names": [str(d) for d in range(10)], "digits": True,
+                           "drawing": True}
     by_name = {v["name"]: v for v in doc["variants"]}
     assert by_name[doc["default"]]["quantization"] == "int8"
     for v, m in zip(doc["variants"], manifest["variants"]):
@@ -83,18 +86,18 @@ def test_variants_are_the_manifests_with_an_int8_default(server, quick_run):
 def test_prediction_is_the_predict_commands(server, quick_run):
     """A digit POSTed as an image gets the same top 3 as `mnist-opt predict`'s code on the same file."""
     _, port = server
-    x, _ = load_test()
+    x = load_test()[0][..., 0]
     model = Model(quick_run[0] / "export" / "int8.tflite")
     for i in range(5):
         body = png(np.asarray(Image.fromarray(x[i]).resize((280, 280), Image.BICUBIC)))
         status, doc = request(port, "POST", "/api/predict?variant=int8", body, {"Content-Type": "image/png"})
         assert status == 200, doc
-        expected = classify(model, io.BytesIO(body), "canvas", top=3)
-        assert doc["variant"] == "int8" and doc["digit"] == expected["digit"]
+        expected = classify(model, io.BytesIO(body), "image", top=3)
+        assert doc["variant"] == "int8" and doc["class"] == expected["class"] and doc["name"] == str(doc["class"])
         assert doc["top"] == expected["top"]
-        assert np.array_equal(np.array(doc["input"]), expected["input"])
+        assert np.array_equal(np.array(doc["input"]), expected["input"][..., np.newaxis])  # H x W x C
         probabilities = [t["probability"] for t in doc["top"]]
-        assert probabilities == sorted(probabilities, reverse=True) and len({t["digit"] for t in doc["top"]}) == 3
+        assert probabilities == sorted(probabilities, reverse=True) and len({t["class"] for t in doc["top"]}) == 3
 
 
 @pytest.mark.parametrize("path, body, headers, status, words", [
@@ -176,20 +179,25 @@ def served(quick_run):
     assert proc.wait(30) is not None
 
 
+def chromium(playwright):
+    assert shutil.which(CHROMIUM), f"{CHROMIUM} missing: `make test` installs Debian's chromium package"
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"])
+
+
 def test_page_draws_and_predicts_in_chromium(served, quick_run):
     from playwright.sync_api import sync_playwright
 
-    assert shutil.which(CHROMIUM), f"{CHROMIUM} missing: `make test` installs Debian's chromium package"
     run_dir = quick_run[0]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = chromium(p)
         try:
             page = browser.new_page(viewport={"width": 900, "height": 700})
             page.goto(served)
             page.wait_for_selector("body[data-ready]")
             default = page.input_value("#variant")
+            assert page.is_visible("#pad") and page.is_visible("#upload")  # digits: draw or upload
 
             # A "7": a bar and a slanted stem, drawn with the mouse.
             box = page.locator("#pad").bounding_box()
@@ -203,19 +211,19 @@ def test_page_draws_and_predicts_in_chromium(served, quick_run):
             page.wait_for_selector("#prediction:not([data-pending])", state="attached")  # the last stroke's answer
 
             def shown():
-                return (page.get_attribute("#prediction", "data-variant"), int(page.text_content("#digit")),
+                return (page.get_attribute("#prediction", "data-variant"), int(page.text_content("#answer")),
                         page.locator("#bars .bar").count())
 
             canvas = base64.b64decode(page.evaluate("document.getElementById('pad').toDataURL()").split(",")[1])
             variant, digit, bars = shown()
             expected = classify(Model(run_dir / "export" / f"{default}.tflite"), io.BytesIO(canvas), "canvas")
-            assert (variant, digit, bars) == (default, expected["digit"], 3)
+            assert (variant, digit, bars) == (default, expected["class"], 3)
 
             page.select_option("#variant", "float32")
             page.wait_for_selector('#prediction[data-variant="float32"]:not([data-pending])', state="attached")
             variant, digit, bars = shown()
             expected = classify(Model(run_dir / "export" / "float32.tflite"), io.BytesIO(canvas), "canvas")
-            assert (variant, digit, bars) == ("float32", expected["digit"], 3)
+            assert (variant, digit, bars) == ("float32", expected["class"], 3)
             assert "float32.tflite" in page.text_content("#info")
 
             screenshots = run_dir / "screenshots"
@@ -224,7 +232,7 @@ def test_page_draws_and_predicts_in_chromium(served, quick_run):
             assert (screenshots / "draw.png").stat().st_size > 0
 
             page.click("#clear")
-            assert page.text_content("#digit") == "" and page.get_attribute("#prediction", "data-variant") is None
+            assert page.text_content("#answer") == "" and page.get_attribute("#prediction", "data-variant") is None
 
             page.goto(served + "report")
             assert "mnist-opt report" in page.title()
@@ -316,3 +324,116 @@ def test_serving_tflite_files_imports_no_tensorflow(quick_run):
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'tf_keras', 'keras_tuner'}))")
     out = subprocess.run([sys.executable, "-c", code, str(run_dir)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+# Data other than MNIST: exported runs of tiny untrained models (what is checked is the page and the input, not
+# accuracy), each served from this process.
+
+def exported_run(run, shape, names):
+    """A run whose data is `shape` images in `names`, with one exported (Keras) variant."""
+    fake_run(run, shape, names)
+    model = tiny_model(run / "export" / "float32.keras", shape, len(names))
+    size = model.stat().st_size
+    (run / "export" / "manifest.json").write_text(json.dumps({"settings": {}, "variants": [
+        {"name": "float32", "file": "float32.keras", "bytes": size, "gzip_bytes": size, "quantization": "float32",
+         "sparsity": 0.0}]}))
+    return run
+
+
+@pytest.fixture(scope="module")
+def other_data(tmp_path_factory):
+    """{"rgb": (run, App, port), "grey": ...}: 16x16 RGB images of 3 animals, and 16x16 grey ones of 2 shapes."""
+    root = tmp_path_factory.mktemp("other")
+    servers, served_ = [], {}
+    for key, shape, names in (("rgb", (16, 16, 3), ANIMALS), ("grey", (16, 16, 1), ("ring", "cross"))):
+        run = exported_run(root / key, shape, names)
+        application = App(run, latency_runs=5)
+        httpd = make_server(application, port=0)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        servers.append(httpd)
+        served_[key] = run, application, httpd.server_address[1]
+    yield served_
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_rgb_data_offers_an_upload_and_no_drawing(seed, other_data, tmp_path):
+    run, _, port = other_data["rgb"]
+    status, doc = request(port, "GET", "/api/variants")
+    assert status == 200 and doc["data"] == {"shape": [16, 16, 3], "class_names": list(ANIMALS), "digits": False,
+                                             "drawing": False}
+    photo = io.BytesIO()
+    Image.open(colour_image(tmp_path / "photo.png", (50, 40))).convert("RGB").save(photo, format="JPEG")
+    status, doc = request(port, "POST", "/api/predict", photo.getvalue(), {"Content-Type": "image/jpeg"})
+    assert status == 200, doc
+    expected = classify(Model(run / "export" / "float32.keras"), io.BytesIO(photo.getvalue()), "image", top=3)
+    assert doc["name"] == ANIMALS[doc["class"]] == expected["name"]
+    assert [t["name"] for t in doc["top"]] == [t["name"] for t in expected["top"]] and len(doc["top"]) == 3
+    assert np.array_equal(np.array(doc["input"]), expected["input"]) and np.array(doc["input"]).shape == (16, 16, 3)
+
+
+def test_grey_data_offers_drawing_without_the_digit_normalization(seed, other_data):
+    _, _, port = other_data["grey"]
+    status, doc = request(port, "GET", "/api/variants")
+    assert doc["data"]["drawing"] and not doc["data"]["digits"] and doc["data"]["class_names"] == ["ring", "cross"]
+    pad = np.zeros((280, 280), np.uint8)
+    pad[20:60, 20:60] = 255  # a stroke in the pad's corner
+    status, doc = request(port, "POST", "/api/predict", png(pad), {"Content-Type": "image/png"})
+    assert status == 200 and doc["name"] in ("ring", "cross")
+    seen = np.array(doc["input"])
+    assert seen.shape == (16, 16, 1)
+    assert np.array_equal(seen[..., 0], np.asarray(Image.fromarray(pad).resize((16, 16), Image.BILINEAR)))
+    assert seen[2, 2, 0] > 200 and seen[8, 8, 0] == 0  # left in its corner, not centred
+
+
+def test_latency_is_measured_without_reading_any_data(seed, other_data, monkeypatch):
+    import mnist_opt.data
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("serve read a data set")
+
+    monkeypatch.setattr(mnist_opt.data, "load", no_data)
+    application = App(other_data["rgb"][0], latency_runs=5)  # the model's own 16x16x3 shape, not an MNIST image
+    assert application.variants["float32"].info["median_us"] > 0
+
+
+def test_a_run_whose_model_disagrees_with_its_data_is_refused(seed, tmp_path):
+    run = exported_run(tmp_path / "run", (16, 16, 3), ANIMALS)
+    fake_run(run, (16, 16, 1), ANIMALS)  # the record now says grey
+    result = CliRunner().invoke(cli, ["serve", str(run), "--port", "0"])
+    assert result.exit_code == 2 and "recorded 16x16x1 images in 3 classes" in result.output
+
+
+def test_pages_for_other_data_in_chromium(seed, other_data, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    colour_image(tmp_path / "photo.png", (50, 40))
+    with sync_playwright() as p:
+        browser = chromium(p)
+        try:
+            page = browser.new_page(viewport={"width": 900, "height": 700})
+            page.goto(f"http://127.0.0.1:{other_data['rgb'][2]}/")
+            page.wait_for_selector("body[data-ready]")
+            assert not page.is_visible("#pad") and page.is_visible("#upload")  # RGB: upload only
+            page.set_input_files("#upload", str(tmp_path / "photo.png"))
+            page.wait_for_selector('#prediction[data-variant="float32"]:not([data-pending])', state="attached")
+            run = other_data["rgb"][0]
+            expected = classify(Model(run / "export" / "float32.keras"), tmp_path / "photo.png", "photo", top=3)
+            assert page.text_content("#answer") == expected["name"]
+            assert page.locator("#bars .bar span:first-child").all_text_contents() == [t["name"] for t in expected["top"]]
+            assert page.evaluate("[document.getElementById('seen').width, document.getElementById('seen').height]") \
+                == [16, 16]
+
+            page.goto(f"http://127.0.0.1:{other_data['grey'][2]}/")
+            page.wait_for_selector("body[data-ready]")
+            assert page.is_visible("#pad") and page.is_visible("#upload")  # grey: draw or upload
+            box = page.locator("#pad").bounding_box()
+            page.mouse.move(box["x"] + 60, box["y"] + 60)
+            page.mouse.down()
+            page.mouse.move(box["x"] + 200, box["y"] + 200, steps=8)
+            page.mouse.up()
+            page.wait_for_selector('#prediction[data-variant="float32"]:not([data-pending])', state="attached")
+            assert page.text_content("#answer") in ("ring", "cross")
+        finally:
+            browser.close()

@@ -165,3 +165,33 @@ def test_any_document_loads_or_raises_search_space_error(table, start, noise):
         for values in s.starts:  # and so is every starting point
             assert values["conv_blocks"] in (1, 2, 3)
             assert all(space.PARAMS["filters"].accepts(values[f"filters_{b}"]) for b in range(values["conv_blocks"]))
+
+
+def test_for_data_fixes_the_shape_and_classes_in_every_design_and_start():
+    s = space.for_data(space.load("default"), (32, 24, 3), 5, digits=True)
+    assert {k: s.params[k] for k in space.DATA_KEYS} == {
+        "image_height": space.Fixed(32), "image_width": space.Fixed(24), "channels": space.Fixed(3),
+        "classes": space.Fixed(5)}
+    assert s.starts and all(st["image_height"] == 32 and st["channels"] == 3 and st["classes"] == 5 for st in s.starts)
+    assert s.params["rotation"] == space.load("default").params["rotation"]  # digits: augmentation as written
+
+
+def test_other_data_searches_flips_and_no_augmentation_in_the_builtin_spaces(tmp_path):
+    s = space.for_data(space.load("default"), (28, 28, 1), 10, digits=False)
+    assert s.params["flip"] == space.Choice((False, True)) and 0.0 in s.params["rotation"].values
+    assert {(st["rotation"], st["zoom"], st["translation"], st["flip"]) for st in s.starts} == {
+        (0.0, 0.0, 0.0, False), (0.0, 0.0, 0.1, True)}  # none, and flips with a mild shift
+    own = tmp_path / "own.toml"
+    own.write_text('[hyperparameters]\nrotation = 12.0\nflip = true\n')
+    mine = space.for_data(space.load(str(own)), (28, 28, 1), 10, digits=False)
+    assert mine.params["rotation"] == space.Fixed(12.0) and mine.params["flip"] == space.Fixed(True)  # as written
+
+
+@pytest.mark.parametrize("doc, expected", [
+    ("[hyperparameters]\nclasses = 3\n", "hyperparameters.classes: set by the data"),
+    ("[hyperparameters]\n[[start]]\nconv_blocks = 2\nfilters = [32, 32]\nimage_height = 32\n",
+     "image_height: set by the data, not by a starting point"),
+])
+def test_a_space_file_cannot_set_what_the_data_sets(doc, expected):
+    with pytest.raises(SearchSpaceError, match=expected):
+        space.parse(doc)

@@ -6,6 +6,7 @@ from mnist_opt.errors import RunDirError
 from mnist_opt import data
 from mnist_opt.tuning import train
 from mnist_opt.tuning.architecture import BASELINE
+from mnist_opt.tuning.space import data_values
 
 import pytest
 
@@ -14,13 +15,14 @@ def test_baseline_trains_and_saves(seed, tmp_path):
     path = train.train_baseline(tmp_path / "run", epochs=1, seed=seed, images=30000)
     model = keras.saving.load_model(path, safe_mode=True)
     meta = json.loads((tmp_path / "run" / "baseline.json").read_text())
-    assert meta["hyperparameters"] == BASELINE and meta["params"] == model.count_params()
+    assert meta["hyperparameters"] == BASELINE | data_values((28, 28, 1), 10)  # MNIST's images and classes
+    assert meta["params"] == model.count_params()
     assert meta["images"] == 30000  # a stratified part of the 54,000
     # Trained in runtime.training_dtype() (bfloat16 on a CPU with bfloat16 units), saved in float32.
     assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
     assert meta["val_accuracy"] > 0.9  # one epoch of the reference CNN on 30,000 images
     split = data.load_split(seed)
-    x = split.x_val[:200, ..., None] / 255.0
+    x = split.x_val[:200] / 255.0
     assert (model.predict(x, verbose=0).argmax(1) == split.y_val[:200]).mean() > 0.9
 
 

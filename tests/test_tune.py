@@ -113,19 +113,20 @@ def test_tuning_and_the_retrain_never_read_the_test_split(seed, tmp_path, monkey
         return trials, result.best, keras.saving.load_model(result.run_dir / "best.keras").get_weights()
 
     real = outputs("real")
-    load_arrays = data.load_arrays
+    load = data.load
 
     def noisy_test(*args, **kwargs):
-        arrays, path, digest = load_arrays(*args, **kwargs)
+        loaded = load(*args, **kwargs)
+        arrays = loaded.arrays
         rng = np.random.default_rng(0)
         noise = {"x_test": rng.integers(0, 256, arrays["x_test"].shape, dtype=np.uint8),
                  "y_test": rng.integers(0, 10, arrays["y_test"].shape).astype(np.uint8)}
-        return {**arrays, **noise}, path, digest
+        return data.Loaded({**arrays, **noise}, loaded.info)
 
     def no_test(*args, **kwargs):
         raise AssertionError("the tuning stage asked for the test split")
 
-    monkeypatch.setattr(data, "load_arrays", noisy_test)
+    monkeypatch.setattr(data, "load", noisy_test)
     monkeypatch.setattr(data, "load_test", no_test)
     noisy = outputs("noisy")
     assert noisy[0] == real[0] and noisy[1] == real[1]

@@ -12,10 +12,7 @@ import keras
 
 from mnist_opt import workarounds
 from mnist_opt.tuning.fused_bn import FusedBatchNormalization
-from mnist_opt.tuning.space import PARAMS
-
-NUM_CLASSES = 10
-INPUT_SHAPE = (28, 28, 1)
+from mnist_opt.tuning.space import DATA_KEYS, PARAMS
 
 # Keras' default 0.99 needs hundreds of steps before the moving statistics are usable: one-epoch
 # trials scored batch-norm models near chance, so Hyperband's short first rounds threw them all out
@@ -32,49 +29,59 @@ BASELINE = {
 
 
 ARCHITECTURE_KEYS = ("conv_blocks", "convs_per_block", "kernel_size", "stem_stride", "separable", "transition",
-                     "pool_last", "batch_norm", "global_pooling", "dense_units", "dropout")
+                     "pool_last", "batch_norm", "global_pooling", "dense_units", "dropout", *DATA_KEYS)
 
 
 def architecture(values: dict) -> dict:
     """`values` with every architecture key: the defaults fill in keys added since a run was made.
 
-    A `best_hparams.json` from before `stem_stride`, `separable`, `transition` and `pool_last`
-    existed rebuilds the model it was trained as, so older run directories still export.
+    A `best_hparams.json` from before `stem_stride`, `separable`, `transition`, `pool_last` and the data keys
+    existed rebuilds the model it was trained as (on MNIST), so older run directories still export.
     """
     return {key: values.get(key, PARAMS[key].default) for key in ARCHITECTURE_KEYS} | {
         key: v for key, v in values.items() if key.startswith("filters_")}
+
+
+def input_shape(values: dict) -> tuple[int, int, int]:
+    """(height, width, channels) of `build_cnn(values)`'s input."""
+    v = architecture(values)
+    return v["image_height"], v["image_width"], v["channels"]
 
 
 def layer_plan(values: dict):
     """The conv stack of `build_cnn(values)`, in order: (kind, name, kernel, stride, filters).
 
     kind is "conv" (a Conv2D), "depthwise" (a DepthwiseConv2D; filters is its input's channels)
-    or "pool" (a 2x2 max pooling). `build_cnn`, `count_params` and `estimate_flash_bytes` all read
-    this one plan, so they cannot disagree on the layers.
+    or "pool" (a 2x2 max pooling). A block's pooling is left out where the map is down to 1 pixel
+    (small images). `build_cnn`, `count_params` and `estimate_flash_bytes` all read this one plan,
+    so they cannot disagree on the layers.
     """
     v = architecture(values)
-    channels, first = INPUT_SHAPE[-1], True
+    height, width, channels = input_shape(v)
+    first = True
     for b in range(v["conv_blocks"]):
-        width = v[f"filters_{b}"]
+        filters = v[f"filters_{b}"]
         if v["transition"] and b > 0:
-            yield "conv", f"transition{b}", 1, 1, width
-            channels = width
+            yield "conv", f"transition{b}", 1, 1, filters
+            channels = filters
         for c in range(v["convs_per_block"]):
             stride = v["stem_stride"] if first else 1
-            if v["separable"] and not first:  # the first conv sees one channel: nothing to separate
+            if v["separable"] and not first:  # the first conv sees the image's channels: nothing to separate
                 yield "depthwise", f"dw{b}_{c}", v["kernel_size"], 1, channels
-                yield "conv", f"conv{b}_{c}", 1, 1, width
+                yield "conv", f"conv{b}_{c}", 1, 1, filters
             else:
-                yield "conv", f"conv{b}_{c}", v["kernel_size"], stride, width
-            channels, first = width, False
-        if b < v["conv_blocks"] - 1 or v["pool_last"]:
+                yield "conv", f"conv{b}_{c}", v["kernel_size"], stride, filters
+            height, width = -(-height // stride), -(-width // stride)  # "same" padding
+            channels, first = filters, False
+        if (b < v["conv_blocks"] - 1 or v["pool_last"]) and min(height, width) >= 2:
             yield "pool", f"pool{b}", 2, 2, channels
+            height, width = height // 2, width // 2
 
 
 def build_cnn(values: dict, k=keras, dtype: str | None = None, fused_bn: bool = False):
     """The CNN for `values` (flat hyperparameter values), built with Keras module `k`.
 
-    Returns an uncompiled functional model taking 28x28x1 floats in [0, 1]. `dtype` is a
+    Returns an uncompiled functional model taking `input_shape(values)` floats in [0, 1] (28x28x1 for MNIST). `dtype` is a
     Keras dtype policy for the hidden layers (training in "mixed_bfloat16"); the output
     layer stays float32, as do the weights whatever the policy. `fused_bn` (Keras 3 only) makes
     batch norm a `FusedBatchNormalization`, for models that are trained and not saved.
@@ -82,7 +89,7 @@ def build_cnn(values: dict, k=keras, dtype: str | None = None, fused_bn: bool = 
     L = k.layers
     v = architecture(values)
     d = {} if dtype is None else {"dtype": dtype}  # for every layer but the output
-    x = inputs = k.Input(shape=INPUT_SHAPE, name="image")
+    x = inputs = k.Input(shape=input_shape(v), name="image")
     bn = v["batch_norm"]
     # The fused layer only where its probe passes; else Keras' own, with a warning (workaround 'fused-batch-norm').
     fused = fused_bn and k is keras and bn and workarounds.require("fused-batch-norm")
@@ -108,7 +115,7 @@ def build_cnn(values: dict, k=keras, dtype: str | None = None, fused_bn: bool = 
         x = L.Dense(v["dense_units"], activation="relu", name="dense", **d)(x)
         if v["dropout"] > 0:
             x = L.Dropout(v["dropout"], name="dropout_dense", **d)(x)
-    outputs = L.Dense(NUM_CLASSES, activation="softmax", name="probs")(x)
+    outputs = L.Dense(v["classes"], activation="softmax", name="probs")(x)
     return k.Model(inputs, outputs, name="cnn")
 
 

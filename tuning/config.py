@@ -28,7 +28,9 @@ class TuneConfig:
     # The flash form that --max-kb, the budgets and the Pareto search count: with N, the clustered variant's
     # (kernels clustered to N values, stored as LUT indices: export/flash.py); None, the int8 file's.
     clusters: int | None = None
-    data: str | None = None  # mnist.npz path; None: $MNIST_NPZ, then the bundled copy
+    data: str | None = None  # an .npz, a folder of IDX files or of class folders (mnist_opt.data); None: MNIST
+    image_size: str | None = None  # "H" or "HxW": resize every image to it; None: the data's own size
+    skip_bad_images: bool = False  # leave unreadable image files out of a folder (counted) instead of refusing it
     run_dir: str = ""  # filled in by the CLI: runs/<timestamp> unless given
     overwrite: bool = False  # start afresh instead of resuming the run directory
     search_minutes: float | None = None  # no trial starts once the trials took this long; None: no limit

@@ -8,7 +8,9 @@ from __future__ import annotations
 import keras_tuner
 
 from mnist_opt.tuning.architecture import build_cnn, compile_model
-from mnist_opt.tuning.space import Choice, Fixed, SearchSpace
+from mnist_opt.tuning.space import DATA_KEYS, Choice, Fixed, SearchSpace
+
+LATE = ("flip", *DATA_KEYS)
 
 
 def declare(hp: keras_tuner.HyperParameters, name: str, param):
@@ -40,16 +42,20 @@ def sample(space: SearchSpace, hp: keras_tuner.HyperParameters) -> dict:
     """Declare the space on `hp` and return the flat values of this trial.
 
     Filters are searched per block, each only while its block exists
-    (a Keras Tuner conditional scope on `conv_blocks`).
+    (a Keras Tuner conditional scope on `conv_blocks`). The keys added since the first spaces (`LATE`: the
+    flip, the data's shape and classes) are declared last, and only when searched: Keras Tuner seeds each draw
+    by its place among the active parameters, so a space that does not search them draws what it did before.
     """
-    values = {key: declare(hp, key, param) for key, param in space.params.items() if key != "filters"}
+    values = {key: declare(hp, key, param) for key, param in space.params.items()
+              if key != "filters" and key not in LATE}
     counts = block_counts(space.params["conv_blocks"])
     for b in range(max(counts)):
         with hp.conditional_scope("conv_blocks", [n for n in counts if n > b]):
             value = declare(hp, f"filters_{b}", space.params["filters"])
         if b < values["conv_blocks"]:
             values[f"filters_{b}"] = value
-    return values
+    late = {key: space.params[key] for key in LATE}
+    return values | {key: p.value if isinstance(p, Fixed) else declare(hp, key, p) for key, p in late.items()}
 
 
 class CNNHyperModel(keras_tuner.HyperModel):

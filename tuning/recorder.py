@@ -73,7 +73,7 @@ class TrialRecorder:
             # so a resumed search retrains an interrupted trial exactly.
             keras.utils.set_random_seed(self.cfg.seed + int(trial.trial_id))
             train_ds, steps = trial_data(self.train, self.cfg, values, self.cfg.seed + int(trial.trial_id))
-            val_ds = inputs.dataset(self.split.x_val, self.split.y_val, 1000)
+            val_ds = inputs.dataset(self.split.x_val, self.split.y_val, 1000, classes=self.split.info.classes)
             callbacks = [
                 train.StopOnNaN(),
                 runtime.stop_on_interrupt(keras),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from mnist_opt.tuning.architecture import INPUT_SHAPE, NUM_CLASSES, architecture, layer_plan
+from mnist_opt.tuning.architecture import architecture, input_shape, layer_plan
 
 # What the estimate promises: within this fraction of the flash form's bytes on every layer kind
 # (tests/test_hypermodel.py and test_layer_kinds.py hold it to this; docs/performance.md has the fit).
@@ -17,17 +17,17 @@ ESTIMATE_ERROR = 0.05
 def _weight_layers(values: dict):
     """(kind, weights, units) of each conv, depthwise and dense layer of `build_cnn(values)`, in order."""
     v = architecture(values)
-    side, channels = INPUT_SHAPE[0], INPUT_SHAPE[-1]
+    height, width, channels = input_shape(v)
     for kind, _, kernel, stride, filters in layer_plan(v):
         if kind == "pool":
-            side //= 2
+            height, width = height // 2, width // 2
             continue
-        side = -(-side // stride)  # "same" padding
+        height, width = -(-height // stride), -(-width // stride)  # "same" padding
         weights = kernel * kernel * (1 if kind == "depthwise" else channels) * filters
         yield kind, weights, filters
         channels = filters
-    features = channels if v["global_pooling"] else side * side * channels
-    for units in ([v["dense_units"]] if v["dense_units"] > 0 else []) + [NUM_CLASSES]:
+    features = channels if v["global_pooling"] else height * width * channels
+    for units in ([v["dense_units"]] if v["dense_units"] > 0 else []) + [v["classes"]]:
         yield "dense", features * units, units
         features = units
 

@@ -15,7 +15,8 @@ from mnist_opt.errors import RunDirError
 from mnist_opt import data
 from mnist_opt.tuning import inputs
 from mnist_opt.data import Split
-from mnist_opt.tuning.architecture import BASELINE, build_cnn, compile_model
+from mnist_opt.tuning.architecture import BASELINE, architecture, build_cnn, compile_model
+from mnist_opt.tuning.space import data_values
 
 TIMED_STEPS = 20  # batches timed to estimate a retrain, after its tracing: seconds, not minutes
 # Batches per call into TensorFlow. Each call costs some Python, and 4 a call trains more images a
@@ -120,9 +121,10 @@ def train(values: dict, split: Split, epochs: int, batch_size: int, seed: int,
     keras.utils.set_random_seed(seed)
     steps = math.ceil(len(split.y_train) / batch_size) * epochs
     model = model_to_train(values, steps=steps if recipe else None)
-    train_ds = inputs.dataset(split.x_train, split.y_train, batch_size,
-                                inputs.Augment.from_values(values), seed=seed)
-    val_ds = inputs.dataset(split.x_val, split.y_val, 1000)
+    classes = architecture(values)["classes"]
+    train_ds = inputs.dataset(split.x_train, split.y_train, batch_size, inputs.Augment.from_values(values),
+                              seed=seed, classes=classes)
+    val_ds = inputs.dataset(split.x_val, split.y_val, 1000, classes=classes)
     callbacks = [StopOnNaN(), runtime.stop_on_interrupt(keras), KeepBest(), EpochLog(log, epochs)]
     if minutes is not None:
         callbacks.append(TimeBudget(minutes, log))
@@ -146,7 +148,8 @@ def seconds_per_image(values: dict, split: Split, batch_size: int, steps: int = 
     that builds and traces the graph: the same model the retrain trains (`model_to_train`).
     """
     model = model_to_train(values)
-    ds = inputs.stream(split.x_train, split.y_train, batch_size, inputs.Augment.from_values(values), seed=0)
+    ds = inputs.stream(split.x_train, split.y_train, batch_size, inputs.Augment.from_values(values), seed=0,
+                       classes=architecture(values)["classes"])
     model.fit(ds.take(STEPS_PER_EXECUTION), verbose=0)  # build and trace outside the timing
     steps = whole_calls(steps)
     start = time.perf_counter()
@@ -159,13 +162,15 @@ def whole_calls(steps: int) -> int:
     return math.ceil(steps / STEPS_PER_EXECUTION) * STEPS_PER_EXECUTION
 
 
-def train_baseline(run_dir: Path, epochs: int, seed: int, data_path: str | None = None,
+def train_baseline(run_dir: Path, epochs: int, seed: int, source: data.Source | str | None = None,
                    log: Callable[[str], None] = lambda line: None, images: int | None = None) -> Path:
-    """Train the original project's CNN on the same split and pipeline; save `baseline.keras`.
+    """Train the original project's CNN on the same split and pipeline, for the data's images and classes;
+    save `baseline.keras`.
 
-    With `images`, on that many of the train split's images (each digit in proportion).
+    With `images`, on that many of the train split's images (each class in proportion).
     """
-    split = data.load_split(seed, data_path)
+    split = data.load_split(seed, source, log)
+    baseline = BASELINE | data_values(split.info.shape, split.info.classes)
     if images is not None and images < len(split.y_train):
         idx = data.stratified_indices(split.y_train, images, seed)
         split = dataclasses.replace(split, x_train=split.x_train[idx], y_train=split.y_train[idx],
@@ -175,12 +180,12 @@ def train_baseline(run_dir: Path, epochs: int, seed: int, data_path: str | None 
         raise RunDirError(f"run directory {run_dir}: exists and is not a directory; pass --run-dir with a directory")
     runio.check_writable(run_dir)
     log(f"baseline: Conv2D(32) + MaxPooling, Flatten, Dense softmax; up to {epochs} epochs of {len(split.y_train):,} images")
-    model, history = train(BASELINE, split, epochs, 128, seed, log, recipe=False)
+    model, history = train(baseline, split, epochs, 128, seed, log, recipe=False)
     path = run_dir / "baseline.keras"
     with runio.atomic_path(path) as tmp:
         model.save(tmp)
     runio.write_json(run_dir / "baseline.json", {
-        "hyperparameters": BASELINE, "params": model.count_params(), "seed": seed, "epochs": epochs,
+        "hyperparameters": baseline, "params": model.count_params(), "seed": seed, "epochs": epochs,
         "images": len(split.y_train), "precision": precision,
         "val_accuracy": max(history["val_accuracy"]), "data_sha256": split.content_sha256,
     })

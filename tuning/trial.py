@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from mnist_opt import data, runtime, workarounds
 from mnist_opt.tuning import inputs, train
-from mnist_opt.tuning.architecture import build_cnn, compile_model
+from mnist_opt.tuning.architecture import architecture, build_cnn, compile_model
 from mnist_opt.tuning.config import TuneConfig
 
 
@@ -26,7 +26,8 @@ def trial_data(arrays: tuple, cfg: TuneConfig, values: dict, seed: int) -> tuple
     split rather than memorizing 12,000 images (on a fixed subset, trials levelled off near 0.985).
     """
     x, y = arrays
-    ds = inputs.stream(x, y, cfg.trial_batch_size, inputs.Augment.from_values(values), seed)
+    ds = inputs.stream(x, y, cfg.trial_batch_size, inputs.Augment.from_values(values), seed,
+                       classes=architecture(values)["classes"])
     return ds, train.whole_calls(math.ceil(epoch_images(cfg, len(y)) / cfg.trial_batch_size))
 
 
@@ -40,7 +41,7 @@ def fit_trial(values: dict, split: data.Split, cfg: TuneConfig, seed: int, epoch
     model = build_cnn(values, dtype=runtime.training_dtype(), fused_bn=True)
     compile_model(model, values, steps_per_execution=train.STEPS_PER_EXECUTION)
     train_ds, steps = trial_data((tf.constant(split.x_train), tf.constant(split.y_train)), cfg, values, seed)
-    val_ds = inputs.dataset(split.x_val, split.y_val, 1000)
+    val_ds = inputs.dataset(split.x_val, split.y_val, 1000, classes=split.info.classes)
     with workarounds.released_custom_gradients():
         history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, steps_per_epoch=steps,
                             callbacks=[train.StopOnNaN()], shuffle=False, verbose=0)

@@ -82,7 +82,7 @@ def tune(cfg: TuneConfig, log: Log = lambda line: None, file_bytes: FileBytes | 
     (`mnist_opt.workflow.tune` passes the export stage's).
     """
     check_file_bytes(cfg, file_bytes)
-    space, split, run_dir = start(cfg)
+    space, split, run_dir = start(cfg, log=log)
     records = search(cfg, space, split, run_dir, log)  # resumes where a killed one stopped
     return finish(cfg, space, split, run_dir, records, log, file_bytes)
 
@@ -92,18 +92,25 @@ def check_file_bytes(cfg: TuneConfig, file_bytes: FileBytes | None) -> None:
         raise TypeError("a search with budgets needs file_bytes, the exact size of a design's file")
 
 
-def start(cfg: TuneConfig, write: bool = True) -> tuple:
-    """Inputs first, so that bad input writes nothing; then the run directory (new, resumed or cleared)."""
+def start(cfg: TuneConfig, write: bool = True, log: Log = lambda line: None) -> tuple:
+    """Inputs first, so that bad input writes nothing; then the run directory (new, resumed or cleared).
+
+    The space is made for the data: its images' shape and classes fixed in every design (`space.for_data`).
+    """
     space = space_module.load(cfg.space)
-    split = data.load_split(cfg.seed, cfg.data)
+    split = data.load_split(cfg.seed, data.Source.of(cfg.to_dict()), log)
+    info = split.info
+    space = space_module.for_data(space, info.shape, info.classes, info.digits)
     precision = runtime.training_dtype() or "float32"  # $MNIST_OPT_PRECISION, checked before anything is written
+    # What differs is named on a refused resume: the data's hash, and its shape and classes in words.
     settings = dict(cfg.search_settings(), space_sha256=_sha256(space.text), data_sha256=split.content_sha256,
-                    sizes=SIZES)
+                    data_shape="x".join(map(str, info.shape)), data_classes=info.classes, sizes=SIZES)
     require_workarounds(cfg)  # a library that changed is refused before the run directory is touched
     run_dir = prepare_run_dir(cfg, settings)
     if write:
         runio.write_json(run_dir / rundir.CONFIG, {
             "tune": cfg.to_dict(), "search": settings, "space_path": space.path, "data_source": split.source,
+            "data": info.to_dict(),
             "precision": precision, "packages": package_versions(),
         })
     return space, split, run_dir
