@@ -254,8 +254,10 @@ def report(
                                                "first N test images only (default: all; each takes milliseconds)."),
     max_kb: Optional[float] = typer.Option(None, min=1, help="Size budget for the recommended variant "
                                            "(default: the run's tune --max-kb)."),
+    data: Optional[Path] = typer.Option(None, help="Where the run's data is now, if it moved (default: where "
+                                        "config.json says; the same data is checked by its content hash)."),
 ):
-    """Measure every model of a run on the 10,000 test images; write report.json/.md/.html.
+    """Measure every model of a run on its test images (MNIST's 10,000 by default); write report.json/.md/.html.
 
     Example: mnist-opt report runs/first
     """
@@ -266,7 +268,7 @@ def report(
 
         with locked(run_dir, create=False):
             return run_report(R(run_dir=str(run_dir), latency_runs=latency_runs, micro_images=micro_images,
-                                 max_kb=max_kb), _echo)
+                                 max_kb=max_kb, data=str(data) if data else None), _echo)
 
     _print_report(_call(go), run_dir)
 

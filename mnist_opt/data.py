@@ -169,16 +169,25 @@ def load(source: Source | str | None = None, log: Log = lambda line: None) -> Lo
             raise DataError(f"{where}: test images are {_size(x_test)}, training images {_size(x_train)}; give "
                             "both one size, or pass --image-size HxW to resize both")
     names = _class_names(raw.class_names, y_train, None if raw.x_test is None else y_test, where)
-    if raw.x_test is None:
+    form, skipped, given_test = raw.form, raw.skipped, raw.x_test is not None
+    del raw  # from here on, the images are held once (and once more while the test split is taken out)
+    if not given_test:
         test_index = stratified_indices(y_train, round(TEST_FRACTION * len(y_train)), HOLDOUT_SEED)
         keep = np.setdiff1d(np.arange(len(y_train)), test_index)
-        x_train, y_train, x_test, y_test = x_train[keep], y_train[keep], x_train[test_index], y_train[test_index]
+        x_train, y_train, x_test, y_test = _parts(x_train, y_train, keep, test_index)
     arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
     digest = content_sha256(arrays)
     mnist = digest == CONTENT_SHA256
-    info = Info(where, "mnist" if mnist else raw.form, tuple(int(s) for s in x_train.shape[1:]), tuple(names),
-                digest, test, {"train": int(len(y_train)), "test": int(len(y_test))}, raw.skipped)
+    info = Info(where, "mnist" if mnist else form, tuple(int(s) for s in x_train.shape[1:]), tuple(names),
+                digest, test, {"train": int(len(y_train)), "test": int(len(y_test))}, skipped)
     return Loaded(arrays, info)
+
+
+def _parts(x: np.ndarray, y: np.ndarray, first: np.ndarray, second: np.ndarray) -> tuple:
+    """(x[first], y[first], x[second], y[second]) as views of one reordered copy, not two copies."""
+    order = np.concatenate([first, second])
+    x, y = x[order], y[order]
+    return x[: len(first)], y[: len(first)], x[len(first):], y[len(first):]
 
 
 def images(x: np.ndarray, name: str, where: str, size: tuple[int, int] | None) -> np.ndarray:
@@ -296,10 +305,11 @@ def stratified_indices(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
 def load_split(seed: int, source: Source | str | None = None, log: Log = lambda line: None) -> Split:
     """Seeded, stratified train/validation split of the training images only."""
     loaded = load(source, log)
-    x, y = loaded.arrays["x_train"], loaded.arrays["y_train"]
+    y = loaded.arrays["y_train"]
     val_index = stratified_indices(y, round(VALIDATION_FRACTION * len(y)), seed)
     train_index = np.setdiff1d(np.arange(len(y)), val_index)
-    return Split(x[train_index], y[train_index], x[val_index], y[val_index], train_index, val_index, loaded.info)
+    x_train, y_train, x_val, y_val = _parts(loaded.arrays["x_train"], y, train_index, val_index)
+    return Split(x_train, y_train, x_val, y_val, train_index, val_index, loaded.info)
 
 
 def load_test(source: Source | str | None = None) -> tuple[np.ndarray, np.ndarray]:

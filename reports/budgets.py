@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from mnist_opt import data, rundir, runio
+from mnist_opt import rundir, runio
 from mnist_opt.reports import plots, render, variants
 from mnist_opt.reports.config import ReportConfig
 from mnist_opt.versions import package_versions
@@ -88,7 +88,8 @@ def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
         from mnist_opt.tuning.train import train_baseline
 
         log(f"baseline.keras missing: training the reference CNN ({cfg.baseline_epochs} epochs)")
-        train_baseline(run, cfg.baseline_epochs, tune_cfg["seed"], data.Source.of(tune_cfg), log, cfg.baseline_images)
+        train_baseline(run, cfg.baseline_epochs, tune_cfg["seed"], variants.source(cfg, tune_cfg), log,
+                       cfg.baseline_images)
     for _, sub in dirs:
         for file in BASELINE_FILES:
             if not (sub / file).is_file():

@@ -15,6 +15,7 @@ class ReportConfig:
     accuracy_window: float = 0.1  # points: the recommended variant is the smallest file this close to the best
     micro_images: int | None = None  # test images each int8 file runs on in TFLite Micro (ms each); None: all
     max_kb: float | None = None  # the user's size budget for the recommendation; None: the tuning run's --max-kb
+    data: str | None = None  # where the run's data is now, if it moved; None: where config.json says it was
 
     def to_dict(self) -> dict:
         return asdict(self)

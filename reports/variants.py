@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mnist_opt import rundir, runio, workarounds
-from mnist_opt.errors import InputError
+from mnist_opt.errors import DataError, InputError
 from mnist_opt import data
 from mnist_opt.inference.model import Model
 from mnist_opt.reports import plots, render
@@ -36,6 +36,23 @@ def check_inputs(cfg: ReportConfig) -> dict:
     if any(v["quantization"] == "int8" for v in manifest["variants"]):
         workarounds.require("tflm-flatbuffer-schema")  # TFLite Micro's check reads each int8 file's ops
     return {"best": rundir.best(run), "tune": rundir.tune_settings(run), "manifest": manifest}
+
+
+def source(cfg: ReportConfig, tune_cfg: dict) -> data.Source:
+    """The run's data, as its tuning settings name it, or at `--data` if the user moved it."""
+    recorded = data.Source.of(tune_cfg)
+    return recorded if cfg.data is None else data.Source(cfg.data, recorded.image_size, recorded.skip_bad_images)
+
+
+def load_data(cfg: ReportConfig, log: Log) -> data.Loaded:
+    """The run's data (`source`); refused, naming both hashes, if `--data` names other data than it was tuned on."""
+    loaded = data.load(source(cfg, rundir.tune_settings(Path(cfg.run_dir))), log)
+    recorded = (rundir.data_info(Path(cfg.run_dir)) or {}).get("content_sha256")
+    if cfg.data is not None and recorded and loaded.info.content_sha256 != recorded:
+        raise DataError(f"--data {cfg.data}: not the data {cfg.run_dir} was tuned on (content sha256 "
+                        f"{loaded.info.content_sha256[:12]}..., the run's {recorded[:12]}...); pass the same data, "
+                        "moved or copied, with the same --image-size")
+    return loaded
 
 
 def flash_bytes(row: dict) -> int:
@@ -164,12 +181,12 @@ def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
         from mnist_opt.tuning.train import train_baseline
 
         log(f"baseline.keras missing: training the reference CNN ({cfg.baseline_epochs} epochs)")
-        train_baseline(run_dir, cfg.baseline_epochs, tune_cfg["seed"], data.Source.of(tune_cfg), log, cfg.baseline_images)
+        train_baseline(run_dir, cfg.baseline_epochs, tune_cfg["seed"], source(cfg, tune_cfg), log, cfg.baseline_images)
 
     # 2. The models, in table order, each loaded from its file.
     entries = [("baseline", run_dir / "baseline.keras", None), ("tuned", run_dir / rundir.BEST_MODEL, None)]
     entries += [(v["name"], run_dir / "export" / v["file"], v) for v in docs["manifest"]["variants"]]
-    loaded = data.load(data.Source.of(tune_cfg), log)
+    loaded = load_data(cfg, log)
     x_test, y_test, names = loaded.arrays["x_test"], loaded.arrays["y_test"], loaded.info.class_names
 
     # 3. Measure: test accuracy, agreement with the tuned model, size, latency.

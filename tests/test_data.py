@@ -306,3 +306,17 @@ def test_stratified_indices_hits_exact_size(seed):
     for size in (1, 7, 999, 6000):
         idx = data.stratified_indices(labels, size, seed)
         assert len(idx) == size == len(set(idx.tolist()))
+
+
+def test_a_folder_is_read_into_one_array_holding_the_images_once(tmp_path):
+    import tracemalloc
+
+    from mnist_opt import readers
+
+    write_folder(tmp_path, ["a", "b"], 150, size=(64, 48))
+    tracemalloc.start()
+    raw = readers.read_folder(tmp_path, None, False, lambda line: None)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert raw.x_train.shape == (300, 48, 64, 3)
+    assert peak < 1.3 * raw.x_train.nbytes, (peak, raw.x_train.nbytes)  # one copy, and one image being decoded

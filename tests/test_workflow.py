@@ -135,3 +135,16 @@ def test_a_bad_image_size_exits_2_before_anything_runs(tmp_path):
     result = CliRunner().invoke(app, ["tune", "--image-size", "200", "--run-dir", str(tmp_path / "run")])
     assert result.exit_code == 2 and "--image-size: expected H or HxW" in result.output
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_report_takes_the_run_s_data_where_it_moved_and_refuses_other_data(rgb_run, rgb_data, tmp_path):
+    import shutil
+
+    moved = tmp_path / "moved"
+    shutil.copytree(rgb_data, moved)
+    ok = CliRunner().invoke(app, ["report", str(rgb_run), "--data", str(moved), "--latency-runs", "2"])
+    assert ok.exit_code == 0, ok.output
+    (moved / "test" / "red" / "0.png").unlink()  # other data: one test image fewer
+    other = CliRunner().invoke(app, ["report", str(rgb_run), "--data", str(moved), "--latency-runs", "2"])
+    assert other.exit_code == 2 and "not the data" in other.output and str(moved) in other.output
