@@ -708,6 +708,20 @@ def targets(r: dict) -> list[dict]:
         searched = [kb for kb, w in f["winners"].items() if w.get("searched_beat_starts")]
         add(f"frontier: at >= {FRONTIER_SEARCHED} budgets a searched design beat every start on validation",
             f"{len(searched)} ({', '.join(f'{kb} KB' for kb in searched) or 'none'})", len(searched) >= FRONTIER_SEARCHED)
+    if d := r.get("data"):
+        f, s = d.get("fashion", {}), d.get("shapes", {})
+        if "minutes" in f:
+            add(f"run --preset standard --data: Fashion-MNIST (28x28 grey, 10 classes) <= {DATA_MINUTES} min, all nine "
+                "variants, the report and the TFLite Micro check", f"{f['minutes']} min, {len(f['variants']) - 2} "
+                f"variants, int8 {100 * f['variants']['int8']['test_accuracy']:.2f}%, flash forms checked: "
+                f"{'yes' if f['micro_checked'] else 'no'}", f["met"])
+        if "minutes" in s:
+            add("run --preset standard --data: 32x32 RGB (synthetic shapes), every stage and variant",
+                f"{s['minutes']} min, {len(s['variants']) - 2} variants, int8 "
+                f"{100 * s['variants']['int8']['test_accuracy']:.2f}%", s["all_variants"] and s["micro_checked"])
+        if rgb := d.get("rgb32_vs_mnist"):
+            add("32x32 RGB: training time per image grows no faster than the pixel count",
+                f"{rgb['time_ratio']:.2f}x MNIST's for {rgb['pixel_ratio']:.2f}x the pixels", rgb["met"])
     if h := r.get("hypervolume"):
         half, full = h["project_at_half"], h["optuna_at_budget"]
         add(f"frontier search: hypervolume at {h['half_mark']} min >= Optuna NSGA-II's at {h['budget_minutes']:g} "
@@ -790,6 +804,23 @@ def summary(r: dict) -> str:
                 elif "micro_runs" in v:
                     micro = "; TFLite Micro cannot run it"
                 lines += [f"  - {name}: {100 * v['test_accuracy']:.2f}%, {v['bytes']:,} bytes, gzip {v['gzip_bytes']:,}{micro}"]
+    for name, e in ((k, v) for k, v in r.get("data", {}).items() if k in DATA_SETS):
+        if "error" in e:
+            lines += [f"- `run --preset standard --data` on {name} failed after {e['seconds']} s"]
+            continue
+        d = e["data"]
+        lines += [f"- `run --preset standard --data` on {name} ({e['what']}; {'x'.join(map(str, d['shape']))}, "
+                  f"{d['classes']} classes, {d['images']['train']:,} training and {d['images']['test']:,} test images, "
+                  f"test split {d['test']}): **{e['minutes']} min**, recommended {e['recommended']}; winner trial "
+                  f"{e['winner']['trial_id']}, {e['winner']['params']:,} params, val {100 * e['winner']['val_accuracy']:.2f}%"]
+        for variant, v in e["variants"].items():
+            flash = (f"; flash form {v['flash_bytes']:,} bytes, arena {v['flash_arena_bytes']:,}, "
+                     f"{100 * v['flash_test_accuracy']:.2f}% in TFLite Micro, {v['flash_outputs_differ']} outputs differ"
+                     if v.get("flash_test_accuracy") is not None else "")
+            lines += [f"  - {variant}: {100 * v['test_accuracy']:.2f}%, {v['bytes']:,} bytes{flash}"]
+    if per := r.get("data", {}).get("seconds_per_image"):
+        lines += ["- Training time per image of the default space's first start (batch 128): " + ", ".join(
+            f"{name} {1e6 * s:.0f} µs" for name, s in per.items())]
     if "frontier" in r.get("frontier", {}):
         f = r["frontier"]
         lines += [f"- `{f['command']}`: **{f['minutes']} min**, {f['trials']} trials; per budget, its model's "

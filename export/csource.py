@@ -112,11 +112,12 @@ def twin(variant: dict) -> str:
     return f"`{u['file'].split('/')[-1]}`: {u['bytes']:,} / {u['arena_bytes']:,}" if u else "-"
 
 
-def pixels_note(class_names: list[str]) -> str:
-    return f"MNIST: 0 = background, 255 = ink; {len(class_names)} classes, {', '.join(class_names[:5])}{', ...' if len(class_names) > 5 else ''}"
+def pixels_note(class_names: list[str], digits: bool) -> str:
+    stored = "MNIST: 28x28 grey levels, 0 = background, 255 = ink" if digits else "as in your data's files"
+    return f"{stored}; {len(class_names)} classes, {', '.join(class_names[:5])}{', ...' if len(class_names) > 5 else ''}"
 
 
-def readme(variants: list[dict], class_names: list[str]) -> str:
+def readme(variants: list[dict], class_names: list[str], digits: bool = False) -> str:
     """RUN/export/micro/README.md: the files, their figures, and the code that runs one."""
     rows = "\n".join(f"| `{v['name']}.h` / `.cc` | {v['bytes']:,} | {v['arena_bytes']:,} | "
                      f"{arena_constant(v['arena_bytes']):,} | {', '.join(v['ops'])} | {twin(v)} |" for v in variants)
@@ -158,7 +159,7 @@ Running `{first['name']}` (TFLite Micro from https://github.com/tensorflow/tflit
 alignas(16) static uint8_t tensor_arena[{ns}::kTensorArenaSize];
 
 // pixels: kInputHeight x kInputWidth x kInputChannels values 0..255, stored as the training images were
-// ({pixels_note(class_names)}). Returns the class (an index into kClassNames), or -1.
+// ({pixels_note(class_names, digits)}). Returns the class (an index into kClassNames), or -1.
 int classify(const uint8_t* pixels) {{
   static tflite::MicroMutableOpResolver<{len(ops)}> resolver;
   static bool registered = false;

@@ -98,6 +98,7 @@ def export(cfg: ExportConfig, log: Log = lambda line: None) -> dict:
     run_dir = Path(cfg.run_dir)
     out_dir = run_dir / "export"
     split = data.load_split(tune_cfg["seed"], data.Source.of(tune_cfg), log)
+    data.check_recorded(split.info, rundir.data_sha256(run_dir), str(run_dir))  # not files changed since tuning
     rng = np.random.default_rng(tune_cfg["seed"])
     check_x = inputs.to_inputs(split.x_val[: cfg.check_images]).numpy()
     val_x = inputs.to_inputs(split.x_val).numpy()  # each file's validation accuracy: what a frontier budget chooses by
@@ -177,7 +178,7 @@ def export(cfg: ExportConfig, log: Log = lambda line: None) -> dict:
                                          cfg.min_prune_weights, check_x[:FORM_CHECK_IMAGES], names))
             manifest["variants"].append(entry)
     manifest["variants"].sort(key=lambda entry: VARIANTS.index(entry["name"]))
-    tidy_micro(out_dir / "micro", manifest["variants"], names)
+    tidy_micro(out_dir / "micro", manifest["variants"], names, split.info.digits)
     runio.write_json(out_dir / "manifest.json", manifest)
     return manifest
 
@@ -224,7 +225,7 @@ def settings_of(source: str, cfg: ExportConfig) -> dict:
     return {k: getattr(cfg, k) for k in keys}
 
 
-def tidy_micro(micro_dir: Path, variants: list[dict], names: list[str]) -> None:
+def tidy_micro(micro_dir: Path, variants: list[dict], names: list[str], digits: bool = False) -> None:
     """micro/ holds the flash forms of the listed full-integer variants, the sources of those that TFLite
     Micro runs, and a README of them."""
     keep = {Path(f).name for e in variants if "micro" in e
@@ -235,7 +236,7 @@ def tidy_micro(micro_dir: Path, variants: list[dict], names: list[str]) -> None:
             path.unlink()  # the file of a variant that is gone, or no longer runs
     runs = [{"name": e["name"], **e["micro"]} for e in variants if e.get("micro", {}).get("runs")]
     if runs:
-        runio.write_text(micro_dir / "README.md", csource.readme(runs, names))
+        runio.write_text(micro_dir / "README.md", csource.readme(runs, names, digits))
     elif (micro_dir / "README.md").exists():
         (micro_dir / "README.md").unlink()
 

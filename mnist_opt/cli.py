@@ -341,6 +341,10 @@ def evaluate(
     Example: mnist-opt evaluate runs/first/export/int8.tflite --json
     """
     size = _image_size(image_size)
+    if (size or skip_bad_images) and not data:
+        typer.echo("Error: --image-size and --skip-bad-images apply to --data; without it the model's run's data "
+                   "is read as it was tuned (or MNIST)", err=True)
+        raise typer.Exit(2)
 
     def go():
         from mnist_opt.data import Source

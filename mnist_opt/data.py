@@ -30,7 +30,7 @@ KERAS_CACHE = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "data
 VALIDATION_FRACTION = 0.1  # of the training images: MNIST's 6,000 of 60,000
 TEST_FRACTION = 0.15  # held out of data that comes without a test split
 HOLDOUT_SEED = 0  # the held-out test split's: the same for every run on the same data
-MIN_SIDE, MAX_SIDE = 8, 96  # image sizes the spaces and the microcontroller files are made for
+MIN_SIDE, MAX_SIDE = readers.MIN_SIDE, readers.MAX_SIDE  # image sizes the spaces and the device files are made for
 
 Log = Callable[[str], None]
 
@@ -98,6 +98,15 @@ class Split:
     @property
     def content_sha256(self) -> str:
         return self.info.content_sha256
+
+
+def check_recorded(info: Info, recorded: str | None, run: str) -> None:
+    """Refuse data whose content is not what the run at `run` was tuned on (`recorded`: its config.json's hash):
+    files changed since, or `--data` names other data. A held-out test split would be drawn anew from it."""
+    if recorded and info.content_sha256 != recorded:
+        raise DataError(f"{info.source}: not the data {run} was tuned on (content sha256 {info.content_sha256[:12]}..., "
+                        f"the run's {recorded[:12]}...): its files changed since, or --data names other data; "
+                        "pass the data the run was tuned on, with the same --image-size")
 
 
 def parse_image_size(text: str | None) -> tuple[int, int] | None:
@@ -184,10 +193,31 @@ def load(source: Source | str | None = None, log: Log = lambda line: None) -> Lo
 
 
 def _parts(x: np.ndarray, y: np.ndarray, first: np.ndarray, second: np.ndarray) -> tuple:
-    """(x[first], y[first], x[second], y[second]) as views of one reordered copy, not two copies."""
+    """(x[first], y[first], x[second], y[second]): `x` reordered in place and cut in two views, so that the
+    images are never held twice (`first` and `second` together are every row once)."""
     order = np.concatenate([first, second])
-    x, y = x[order], y[order]
+    if not x.flags.writeable:
+        x = x.copy()
+    permute_rows(x, order)
+    y = y[order]
     return x[: len(first)], y[: len(first)], x[len(first):], y[len(first):]
+
+
+def permute_rows(a: np.ndarray, order: np.ndarray) -> None:
+    """a[i] = (a before)[order[i]] for every i, in place: each cycle of the permutation with one spare row."""
+    done = np.zeros(len(order), bool)
+    for start in range(len(order)):
+        if done[start]:
+            continue
+        spare, i = a[start].copy(), start
+        while True:
+            done[i] = True
+            j = int(order[i])
+            if j == start:
+                a[i] = spare
+                break
+            a[i] = a[j]
+            i = j
 
 
 def images(x: np.ndarray, name: str, where: str, size: tuple[int, int] | None) -> np.ndarray:
@@ -286,7 +316,7 @@ def _size(x: np.ndarray) -> str:
 def content_sha256(arrays: dict[str, np.ndarray]) -> str:
     h = hashlib.sha256()
     for key in ("x_train", "y_train", "x_test", "y_test"):
-        h.update(np.ascontiguousarray(arrays[key]).tobytes())
+        h.update(memoryview(np.ascontiguousarray(arrays[key])).cast("B"))  # no bytes copy of the images
     return h.hexdigest()
 
 

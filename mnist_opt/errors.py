@@ -22,7 +22,7 @@ class SearchSpaceError(InputError):
 
 
 class DataError(InputError):
-    """An MNIST file that is missing, unreadable, or not the real MNIST."""
+    """Data that is missing, unreadable or malformed (`--data`, `--image-size`), or not what a run was tuned on."""
 
 
 class RunDirError(InputError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ IDX_UBYTE = 0x08  # the only element type the image formats here use
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")  # PIL modes with no colour
 PROGRESS_EVERY = 5000  # images between progress lines while a folder loads
+MIN_SIDE, MAX_SIDE = 8, 96  # image sizes the spaces and the microcontroller files are made for (mnist_opt.data)
 
 Log = Callable[[str], None]
 
@@ -73,8 +75,8 @@ def read_npz(path: Path) -> Raw:
             raise DataError(f"{path}: holds pickled Python objects, which are never loaded (they can run code); "
                             "save plain numeric arrays, and class_names as a string array") from None
         raise DataError(f"{path}: cannot be read as .npz ({exc})") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: cannot be read as .npz ({exc}); it may be truncated") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DataError(f"{path}: cannot be read as .npz ({exc}); it may be truncated or damaged") from None
     names = arrays.get("class_names")
     if names is not None and names.dtype.kind not in "US":
         raise DataError(f"{path}: class_names has dtype {names.dtype}; expected strings, one per class")
@@ -92,28 +94,36 @@ def _idx_path(folder: Path, name: str) -> Path | None:
 
 
 def read_idx_file(path: Path, dims: int) -> np.ndarray:
-    """One IDX file (gzipped or not) of unsigned bytes with `dims` dimensions: magic, sizes, data, all checked."""
+    """One IDX file (gzipped or not) of unsigned bytes with `dims` dimensions: magic, sizes, data, all checked.
+
+    Read straight into the array it returns (writable, one copy), not through a bytes object.
+    """
     try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        with open(path, "rb") as plain:
+            gz = plain.read(2) == b"\x1f\x8b"
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0:
+                raise DataError(f"{path}: wrong magic number {head.hex()}; an IDX file starts 0000 08 0{dims}")
+            if head[2] != IDX_UBYTE or head[3] != dims:
+                kind = "images (3 dimensions)" if dims == 3 else "labels (1 dimension)"
+                raise DataError(f"{path}: IDX type 0x{head[2]:02x} with {head[3]} dimensions; expected unsigned "
+                                f"bytes (0x08) with {dims} for {kind}")
+            sizes = f.read(4 * dims)
+            if len(sizes) < 4 * dims:
+                raise DataError(f"{path}: truncated IDX header")
+            shape = tuple(int.from_bytes(sizes[4 * i: 4 * i + 4], "big") for i in range(dims))
+            array = np.empty(shape, np.uint8)
+            got = f.readinto(memoryview(array).cast("B")) if array.size else 0
+            extra = f.read(1)
+    except DataError:
+        raise
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise DataError(f"{path}: cannot be read ({exc}); it may be truncated") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise DataError(f"{path}: wrong magic number {raw[:4].hex()}; an IDX file starts 0000 08 0{dims}")
-    if raw[2] != IDX_UBYTE or raw[3] != dims:
-        kind = "images (3 dimensions)" if dims == 3 else "labels (1 dimension)"
-        raise DataError(f"{path}: IDX type 0x{raw[2]:02x} with {raw[3]} dimensions; expected unsigned bytes "
-                        f"(0x08) with {dims} for {kind}")
-    header = 4 + 4 * dims
-    if len(raw) < header:
-        raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes)")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
-    expected = header + int(np.prod(shape))
-    if len(raw) != expected:
-        raise DataError(f"{path}: {len(raw) - header:,} bytes of data, expected {expected - header:,} for shape "
+    if got != array.size or extra:
+        raise DataError(f"{path}: {got:,}{'+' if extra else ''} bytes of data, expected {array.size:,} for shape "
                         f"{shape}; the file is truncated or not this IDX layout")
-    return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
+    return array
 
 
 def read_idx(folder: Path) -> Raw:
@@ -149,6 +159,14 @@ def list_images(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
                             "add images or remove the folder")
         files += [(p, label) for p in found]
     return [f.name for f in folders], files
+
+
+def is_colour(img) -> bool:
+    """Whether an image holds colour: its mode, or for a palette image, whether its pixels are not all grey."""
+    if img.mode == "P":
+        rgb = np.asarray(img.convert("RGB"))
+        return not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]))
+    return img.mode not in GRAY_MODES
 
 
 def as_seen(img, channels: int):
@@ -196,7 +214,7 @@ def _survey(files, test_files, size, skip_bad: bool, root: Path):
                     raise OSError("zero bytes")
                 with Image.open(path) as img:
                     img.load()  # a truncated file fails here, not half-way through the second pass
-                    colour |= img.mode not in GRAY_MODES
+                    colour |= is_colour(img)
                     sizes.add(as_seen(img, 1).size)  # a phone's EXIF orientation may swap width and height
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
                 bad.append(f"{path} ({exc})")
@@ -206,11 +224,21 @@ def _survey(files, test_files, size, skip_bad: bool, root: Path):
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         raise DataError(f"{root}: {len(bad)} unreadable image(s): {'; '.join(bad[:3])}{more}; fix or remove "
                         "them, or pass --skip-bad-images to leave them out (they are counted)")
+    if not sizes:
+        raise DataError(f"{root}: no readable images; every one was unreadable (and skipped)")
+    for part, given in (("train", files), ("test", test_files)):
+        if lost := sorted({label for _, label in given} - {label for _, label in good[part]}):
+            folder = next(p for p, label in given if label == lost[0]).relative_to(root).parts[:-1]
+            raise DataError(f"{root}: every image in {'/'.join(folder)} was unreadable and skipped; fix them, "
+                            "or remove the class folder")
     if size is None and len(sizes) > 1:
         shown = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:4])
         raise DataError(f"{root}: images of {len(sizes)} sizes ({shown}, ...); pass --image-size HxW to resize "
                         "them all to one")
     w, h = next(iter(sizes)) if size is None else (size[1], size[0])
+    if size is None and not (MIN_SIDE <= min(w, h) and max(w, h) <= MAX_SIDE):  # refused before any is decoded
+        raise DataError(f"{root}: images are {h}x{w}; this toolkit takes {MIN_SIDE}x{MIN_SIDE} to "
+                        f"{MAX_SIDE}x{MAX_SIDE}: pass --image-size HxW to resize them")
     return good["train"], good["test"], (h, w, 3 if colour else 1), len(bad)
 
 

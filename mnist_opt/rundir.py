@@ -68,6 +68,11 @@ def data_info(run: Path) -> dict | None:
     return _read(run, CONFIG, ("tune",)).get("data")
 
 
+def data_sha256(run: Path) -> str | None:
+    """The content hash of the data the run was tuned on (config.json's "search"), or None if it has none."""
+    return _read(run, CONFIG, ("tune",)).get("search", {}).get("data_sha256")
+
+
 def run_of(path: Path) -> Path | None:
     """The run directory a model file lies in: the nearest folder above it with a config.json; None if none."""
     for folder in Path(path).resolve().parents:

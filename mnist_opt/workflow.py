@@ -9,7 +9,7 @@ from pathlib import Path
 from mnist_opt.export.config import DEFAULT_CLUSTERS, ExportConfig
 from mnist_opt import rundir
 from mnist_opt.reports.config import ReportConfig
-from mnist_opt.tuning.config import TuneConfig
+from mnist_opt.tuning.config import ADDED_FIELDS, TuneConfig
 
 Log = Callable[[str], None]
 
@@ -89,9 +89,10 @@ def tuning_done(cfg: TuneConfig) -> bool:
     run = Path(cfg.run_dir)
     if cfg.budgets:  # frontier.json is written last, after every budget's retrain, for these budgets
         return (not rundir.missing(run, (rundir.FRONTIER, rundir.CONFIG))
-                and rundir.same_settings(rundir.tune_settings(run), cfg.to_dict())
+                and rundir.same_settings(ADDED_FIELDS | rundir.tune_settings(run), cfg.to_dict())
                 and rundir.frontier(run)["budgets_kb"] == sorted(cfg.budgets))
-    return not rundir.missing(run, rundir.TUNED) and rundir.same_settings(rundir.tune_settings(run), cfg.to_dict())
+    return (not rundir.missing(run, rundir.TUNED)
+            and rundir.same_settings(ADDED_FIELDS | rundir.tune_settings(run), cfg.to_dict()))
 
 
 def export_done(cfg: ExportConfig) -> bool:

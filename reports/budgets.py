@@ -84,6 +84,7 @@ def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
 
     # 2. The baseline, trained once for the run, is every budget's first row.
     tune_cfg = rundir.tune_settings(run)
+    variants.load_data(replace(cfg, run_dir=str(run)), log)  # the run's data, checked before the baseline trains on it
     if not (run / "baseline.keras").is_file():
         from mnist_opt.tuning.train import train_baseline
 

@@ -29,7 +29,11 @@ def evaluate(path: str | Path, source: data.Source | str | None = None) -> dict:
     in (MNIST for a file outside a run)."""
     model = Model(path)
     run = rundir.run_of(model.path)
-    loaded = data.load(source if source is not None or run is None else data.Source.of(rundir.tune_settings(run)))
+    if source is None and run is not None:  # the run's own data, as it was tuned on
+        loaded = data.load(data.Source.of(rundir.tune_settings(run)))
+        data.check_recorded(loaded.info, rundir.data_sha256(run), str(run))
+    else:
+        loaded = data.load(source)
     x, y, names = loaded.arrays["x_test"], loaded.arrays["y_test"], loaded.info.class_names
     if model.input_shape != loaded.info.shape or model.classes != len(names):
         raise InputError(f"model {model.path} takes {'x'.join(map(str, model.input_shape))} images in {model.classes} "

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mnist_opt import rundir, runio, workarounds
-from mnist_opt.errors import DataError, InputError
+from mnist_opt.errors import InputError
 from mnist_opt import data
 from mnist_opt.inference.model import Model
 from mnist_opt.reports import plots, render
@@ -45,13 +45,10 @@ def source(cfg: ReportConfig, tune_cfg: dict) -> data.Source:
 
 
 def load_data(cfg: ReportConfig, log: Log) -> data.Loaded:
-    """The run's data (`source`); refused, naming both hashes, if `--data` names other data than it was tuned on."""
-    loaded = data.load(source(cfg, rundir.tune_settings(Path(cfg.run_dir))), log)
-    recorded = (rundir.data_info(Path(cfg.run_dir)) or {}).get("content_sha256")
-    if cfg.data is not None and recorded and loaded.info.content_sha256 != recorded:
-        raise DataError(f"--data {cfg.data}: not the data {cfg.run_dir} was tuned on (content sha256 "
-                        f"{loaded.info.content_sha256[:12]}..., the run's {recorded[:12]}...); pass the same data, "
-                        "moved or copied, with the same --image-size")
+    """The run's data (`source`), refused if it is not what the run was tuned on (`data.check_recorded`)."""
+    run = Path(cfg.run_dir)
+    loaded = data.load(source(cfg, rundir.tune_settings(run)), log)
+    data.check_recorded(loaded.info, rundir.data_sha256(run), str(run))
     return loaded
 
 
@@ -177,6 +174,7 @@ def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
     docs = check_inputs(cfg)
     run_dir = Path(cfg.run_dir)
     tune_cfg = docs["tune"]
+    loaded = load_data(cfg, log)  # checked before the baseline trains on it
     if not (run_dir / "baseline.keras").is_file():
         from mnist_opt.tuning.train import train_baseline
 
@@ -186,7 +184,6 @@ def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
     # 2. The models, in table order, each loaded from its file.
     entries = [("baseline", run_dir / "baseline.keras", None), ("tuned", run_dir / rundir.BEST_MODEL, None)]
     entries += [(v["name"], run_dir / "export" / v["file"], v) for v in docs["manifest"]["variants"]]
-    loaded = load_data(cfg, log)
     x_test, y_test, names = loaded.arrays["x_test"], loaded.arrays["y_test"], loaded.info.class_names
 
     # 3. Measure: test accuracy, agreement with the tuned model, size, latency.

@@ -24,6 +24,7 @@ FIXTURE_GROUPS = {
     "smoke_export": ("test_export.py", "test_micro.py", "test_csource.py", "test_evaluate.py", "test_predict.py",
                      "test_search.py::test_smoke_search_", "test_tune.py::test_resuming_with_other_settings"),
     "frontier_run": ("test_frontier.py",),
+    "rgb_run": ("test_workflow.py",),
 }
 
 
@@ -64,7 +65,7 @@ def litert_accuracy(path) -> float:
 
 # Tests that use these fixtures, or are marked slow, are left out of `make test-fast` (-m "not slow"):
 # each fixture trains or exports models for a minute or more.
-SLOW_FIXTURES = {"smoke_run", "smoke_export", "quick_run", "frontier_run", "small_legacy_model"}
+SLOW_FIXTURES = {"smoke_run", "smoke_export", "quick_run", "frontier_run", "small_legacy_model", "rgb_run"}
 
 
 def pytest_collection_modifyitems(config, items):

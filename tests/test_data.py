@@ -320,3 +320,69 @@ def test_a_folder_is_read_into_one_array_holding_the_images_once(tmp_path):
     tracemalloc.stop()
     assert raw.x_train.shape == (300, 48, 64, 3)
     assert peak < 1.3 * raw.x_train.nbytes, (peak, raw.x_train.nbytes)  # one copy, and one image being decoded
+
+
+# What MNIST's split was before other data was taken (commit 6cedd1f): the same images in the same places.
+MNIST_VAL_INDEX_SHA256 = "bb2334a0b027dfd0e759bfa2c59c4c2b6f3ec045ebe31d12b3f9182a90b28d77"  # seed 0
+MNIST_X_TRAIN_SHA256 = "fed3cf6cce03d77179649efc8ecbd32cb6a27710973e7c54b176f3c368133fae"
+
+
+def test_mnist_s_split_is_what_it_was_before_other_data():
+    import hashlib
+
+    split = data.load_split(0)
+    assert hashlib.sha256(split.val_index.astype(np.int64).tobytes()).hexdigest() == MNIST_VAL_INDEX_SHA256
+    assert hashlib.sha256(np.ascontiguousarray(split.x_train).tobytes()).hexdigest() == MNIST_X_TRAIN_SHA256
+
+
+def test_splitting_a_folder_holds_its_images_once(tmp_path):
+    import tracemalloc
+
+    write_folder(tmp_path, ["a", "b"], 150, size=(64, 48))  # no test split: one is held out, then validation
+    tracemalloc.start()
+    split = data.load_split(0, str(tmp_path))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    images = split.x_train.nbytes + split.x_val.nbytes + 45 * 48 * 64 * 3
+    assert split.info.images == {"train": 255, "test": 45}
+    assert peak < 1.3 * images, (peak, images)  # reordered in place, not copied
+
+
+def test_data_that_changed_since_a_run_was_tuned_is_refused(tmp_path):
+    np.savez(tmp_path / "d.npz", **_base())
+    info = data.load(str(tmp_path / "d.npz")).info
+    data.check_recorded(info, info.content_sha256, "runs/x")  # the same data: fine
+    data.check_recorded(info, None, "runs/x")  # a run that recorded none
+    with pytest.raises(DataError, match="not the data runs/x was tuned on"):
+        data.check_recorded(info, "0" * 64, "runs/x")
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("all_bad", "no readable images"),
+    ("class_lost", "every image in a was unreadable"),
+    ("too_big", "images are 120x100"),
+])
+def test_folders_with_nothing_left_or_too_large_are_refused_before_decoding(tmp_path, case, expected):
+    write_folder(tmp_path, ["a", "b"], 3, size=(100, 120) if case == "too_big" else (16, 12))
+    if case != "too_big":
+        for path in (tmp_path / "a").iterdir():
+            path.write_bytes(b"")
+    if case == "all_bad":
+        for path in (tmp_path / "b").iterdir():
+            path.write_bytes(b"")
+    with pytest.raises(DataError, match=expected):
+        data.load(data.Source(str(tmp_path), skip_bad_images=True))
+
+
+def test_a_grey_palette_image_is_grey_and_a_damaged_gzip_is_named(tmp_path):
+    from mnist_opt import readers
+
+    for i in range(4):
+        (tmp_path / "f" / str(i % 2)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((10, 10), 40 * i, np.uint8)).convert("P").save(tmp_path / "f" / str(i % 2) / f"{i}.png")
+    assert data.load(str(tmp_path / "f")).info.shape == (10, 10, 1)
+    (tmp_path / "idx").mkdir()
+    good = gzip.compress(b"\x00\x00\x08\x03" + bytes(4 * 3) + bytes(100))
+    (tmp_path / "idx" / "train-images-idx3-ubyte.gz").write_bytes(good[:10] + bytes(len(good) - 18) + good[-8:])
+    with pytest.raises(DataError, match="cannot be read"):
+        readers.read_idx_file(tmp_path / "idx" / "train-images-idx3-ubyte.gz", 3)

@@ -229,3 +229,25 @@ def test_pooling_stops_where_the_map_is_down_to_one_pixel(side, stride, pools):
     assert [kind for kind, *_ in layer_plan(values)].count("pool") == pools
     model = build_cnn(values)  # builds: no pooling of a 1-pixel map
     assert model.output_shape == (None, 4) and model.count_params() == count_params(values)
+
+
+
+# Keras Tuner's view of the default space and its first random draws, as commit 6cedd1f declared them: the keys
+# added since (the flip, the data's shape and classes) are declared only when searched, so MNIST's searches draw
+# what they drew.
+DEFAULT_HP_NAMES = ['conv_blocks', 'convs_per_block', 'kernel_size', 'stem_stride', 'separable', 'transition', 'pool_last', 'batch_norm', 'global_pooling', 'dense_units', 'dropout', 'rotation', 'zoom', 'translation', 'learning_rate', 'label_smoothing', 'filters_0', 'filters_1', 'filters_2']
+DEFAULT_DRAWS_SHA256 = "b9d458efc09c8ecf5bd6973a141339d4d230ee27c6310fc2b57c78d8a4ea32e2"  # RandomSearchOracle(seed=3), three draws
+
+
+def test_mnist_s_search_declares_and_draws_what_it_did_before_other_data():
+    import hashlib
+    import json
+
+    s = space.for_data(space.load("default"), (28, 28, 1), 10, digits=True)
+    hp = keras_tuner.HyperParameters()
+    sample(s, hp)
+    assert [p.name for p in hp.space] == DEFAULT_HP_NAMES
+    oracle = keras_tuner.oracles.RandomSearchOracle(objective="val_accuracy", max_trials=5, seed=3)
+    oracle.hyperparameters = hp
+    draws = [oracle.populate_space(str(i))["values"] for i in range(3)]
+    assert hashlib.sha256(json.dumps(draws, sort_keys=True).encode()).hexdigest() == DEFAULT_DRAWS_SHA256

@@ -93,3 +93,11 @@ def test_the_one_hot_depth_is_the_data_s_class_count():
     x, y = np.zeros((6, 8, 8, 1), np.uint8), np.array([0, 1, 2, 0, 1, 2])
     (_, labels), = list(inputs.dataset(x, y, 6, classes=47))
     assert labels.shape == (6, 47)
+
+
+
+def test_mnist_s_augmentation_draws_what_they_did_before_flips():
+    """The transforms for a seed, as commit 6cedd1f made them: flips draw from a seed of their own."""
+    t = inputs.transforms(4, inputs.Augment(10, 0.1, 0.1), tf.constant([3, 4], tf.int64)).numpy()
+    np.testing.assert_allclose(t.ravel()[:8], [1.00543, 0.12864, -3.94266, -0.12864, 1.00543, 2.82544, 0.0, 0.0], atol=1e-4)
+    np.testing.assert_allclose(t.ravel()[-8:], [1.09048, -0.08051, 1.12723, 0.08051, 1.09048, -4.86337, 0.0, 0.0], atol=1e-4)

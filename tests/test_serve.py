@@ -425,6 +425,16 @@ def test_pages_for_other_data_in_chromium(seed, other_data, tmp_path):
             assert page.evaluate("[document.getElementById('seen').width, document.getElementById('seen').height]") \
                 == [16, 16]
 
+            # A phone-sized photo, over the server's 1 MiB: the page scales it down before sending it.
+            big = tmp_path / "big.jpg"
+            Image.fromarray(np.random.default_rng(0).integers(0, 256, (2400, 3200, 3), dtype=np.uint8)).save(big, quality=95)
+            assert big.stat().st_size > MAX_BODY
+            page.reload()
+            page.wait_for_selector("body[data-ready]")
+            page.set_input_files("#upload", str(big))
+            page.wait_for_selector('#prediction[data-variant="float32"]:not([data-pending])', state="attached")
+            assert page.text_content("#answer") in ANIMALS and "error" not in (page.text_content("#message") or "")
+
             page.goto(f"http://127.0.0.1:{other_data['grey'][2]}/")
             page.wait_for_selector("body[data-ready]")
             assert page.is_visible("#pad") and page.is_visible("#upload")  # grey: draw or upload

@@ -116,18 +116,20 @@ def test_resuming_with_other_data_is_refused_naming_what_differs(rgb_data, tmp_p
         tune.start(TuneConfig(space="quick", data=str(rgb_data), image_size="12x12", run_dir=str(tmp_path / "run")))
 
 
-@pytest.mark.parametrize("make", [
-    lambda p: (p / "d.npz", np.savez(p / "d.npz", x_train=np.zeros((4, 9, 9)), y_train=np.zeros(4)))[0],
-    lambda p: (p / "f", (p / "f" / "a").mkdir(parents=True))[0],
-    lambda p: (p / "idx", (p / "idx").mkdir(), (p / "idx" / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08"))[0],
+@pytest.mark.parametrize("make, expected", [
+    (lambda p: (p / "d.npz", np.savez(p / "d.npz", x_train=np.zeros((4, 9, 9)), y_train=np.zeros(4)))[0], "one class"),
+    (lambda p: (p / "f", (p / "f" / "a").mkdir(parents=True))[0], "class folder with no images"),
+    (lambda p: (p / "idx", (p / "idx").mkdir(), (p / "idx" / "train-images-idx3-ubyte").write_bytes(b"\x08\x03\x00\x00"),
+                (p / "idx" / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01" + bytes(4)))[0],
+     "wrong magic number"),
 ])
 @pytest.mark.parametrize("command", ["tune", "run"])
-def test_bad_data_exits_2_names_the_file_and_writes_nothing(tmp_path, make, command):
+def test_bad_data_exits_2_names_the_file_and_writes_nothing(tmp_path, make, expected, command):
     path = make(tmp_path)
     run_dir = tmp_path / "run"
     result = CliRunner().invoke(app, [command, "--data", str(path), "--run-dir", str(run_dir)])
     assert result.exit_code == 2, result.output
-    assert str(path) in result.output
+    assert str(path) in result.output and expected in result.output
     assert not run_dir.exists() or not any(run_dir.iterdir())
 
 
@@ -148,3 +150,41 @@ def test_report_takes_the_run_s_data_where_it_moved_and_refuses_other_data(rgb_r
     (moved / "test" / "red" / "0.png").unlink()  # other data: one test image fewer
     other = CliRunner().invoke(app, ["report", str(rgb_run), "--data", str(moved), "--latency-runs", "2"])
     assert other.exit_code == 2 and "not the data" in other.output and str(moved) in other.output
+
+
+def test_a_run_resumes_on_the_same_data_and_an_older_mnist_run_resumes_too(rgb_data, tmp_path):
+    from mnist_opt.tuning import tune
+    from mnist_opt.tuning.config import TuneConfig
+
+    cfg = TuneConfig(space="quick", data=str(rgb_data), run_dir=str(tmp_path / "rgb"))
+    tune.start(cfg)
+    tune.start(cfg)  # the same data again: resumed, not refused
+    mnist = TuneConfig(space="quick", run_dir=str(tmp_path / "old"))
+    tune.start(mnist)
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    for key in ("data_shape", "data_classes", "image_size", "skip_bad_images"):  # as a run from before #45 has it
+        config["search"].pop(key)
+    for key in ("image_size", "skip_bad_images"):
+        config["tune"].pop(key)
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))
+    tune.start(mnist)  # resumes
+
+
+@pytest.mark.slow
+def test_a_report_on_other_data_trains_no_baseline_and_evaluate_refuses_changed_data(rgb_run, rgb_data, tmp_path):
+    import shutil
+
+    run, moved = tmp_path / "run", tmp_path / "data"
+    shutil.copytree(rgb_run, run)
+    shutil.copytree(rgb_data, moved)
+    config = json.loads((run / "config.json").read_text())
+    config["tune"]["data"] = str(moved)
+    (run / "config.json").write_text(json.dumps(config))
+    for name in ("baseline.keras", "baseline.json"):
+        (run / name).unlink()
+    (moved / "train" / "red" / "0.png").unlink()  # the data changed since the run was tuned
+    report = CliRunner().invoke(app, ["report", str(run), "--latency-runs", "2"])
+    assert report.exit_code == 2 and "not the data" in report.output
+    assert not (run / "baseline.keras").exists() and not (run / "baseline.json").exists()
+    evaluate = CliRunner().invoke(app, ["evaluate", str(run / "export" / "int8.tflite")])
+    assert evaluate.exit_code == 2 and "not the data" in evaluate.output

@@ -11,6 +11,11 @@ from mnist_opt.errors import InputError
 CLI_HIDDEN = ("trial_batch_size", "batch_size")
 
 
+# Fields added since runs were first recorded, with what a run recorded before them was made with (MNIST as it
+# is): a resumed older run compares equal on them.
+ADDED_FIELDS = {"image_size": None, "skip_bad_images": False}
+
+
 @dataclass(frozen=True)
 class TuneConfig:
     space: str = "default"  # built-in name or path; `default` covers the classic CNN design choices

@@ -8,9 +8,7 @@ from __future__ import annotations
 import keras_tuner
 
 from mnist_opt.tuning.architecture import build_cnn, compile_model
-from mnist_opt.tuning.space import DATA_KEYS, Choice, Fixed, SearchSpace
-
-LATE = ("flip", *DATA_KEYS)
+from mnist_opt.tuning.space import LATE_KEYS, Choice, Fixed, SearchSpace
 
 
 def declare(hp: keras_tuner.HyperParameters, name: str, param):
@@ -42,19 +40,19 @@ def sample(space: SearchSpace, hp: keras_tuner.HyperParameters) -> dict:
     """Declare the space on `hp` and return the flat values of this trial.
 
     Filters are searched per block, each only while its block exists
-    (a Keras Tuner conditional scope on `conv_blocks`). The keys added since the first spaces (`LATE`: the
+    (a Keras Tuner conditional scope on `conv_blocks`). The keys added since the first spaces (`space.LATE_KEYS`: the
     flip, the data's shape and classes) are declared last, and only when searched: Keras Tuner seeds each draw
     by its place among the active parameters, so a space that does not search them draws what it did before.
     """
     values = {key: declare(hp, key, param) for key, param in space.params.items()
-              if key != "filters" and key not in LATE}
+              if key != "filters" and key not in LATE_KEYS}
     counts = block_counts(space.params["conv_blocks"])
     for b in range(max(counts)):
         with hp.conditional_scope("conv_blocks", [n for n in counts if n > b]):
             value = declare(hp, f"filters_{b}", space.params["filters"])
         if b < values["conv_blocks"]:
             values[f"filters_{b}"] = value
-    late = {key: space.params[key] for key in LATE}
+    late = {key: space.params[key] for key in LATE_KEYS}
     return values | {key: p.value if isinstance(p, Fixed) else declare(hp, key, p) for key, p in late.items()}
 
 

@@ -119,6 +119,10 @@ class Range:
 Param = Union[Fixed, Choice, Range]
 
 DATA_KEYS = ("image_height", "image_width", "channels", "classes")
+# Keys added since the first spaces: declared to Keras Tuner last, and only when searched (`hypermodel.sample`),
+# and left out of the starting points the oracle holds when fixed, so that Keras Tuner draws and dedupes as it
+# did before them (it seeds each draw by its place among the declared parameters, and hashes a trial's values).
+LATE_KEYS = ("flip", *DATA_KEYS)
 AUGMENTATION_KEYS = ("rotation", "zoom", "translation", "flip")
 # The built-in spaces' augmentation matches handwriting. For other data (photographed objects, 7-segment
 # displays, letters...) they search this instead: none, flips, and mild shifts and zooms. The digits'
@@ -164,12 +168,13 @@ def for_data(space: SearchSpace, shape: tuple[int, int, int], classes: int, digi
     """`space` for data of `shape` (height, width, channels) and `classes`: those fixed in every design and
     starting point; for a built-in space and data other than digits, `OBJECT_AUGMENTATION` searched instead
     of the digits' (a space file of your own is taken as written)."""
-    fixed = data_values(shape, classes)
-    params = space.params | {key: Fixed(value) for key, value in fixed.items()}
-    starts = [start | fixed for start in space.starts]
+    params = space.params | {key: Fixed(value) for key, value in data_values(shape, classes).items()}
+    starts = list(space.starts)
     if space.builtin and not digits:
         params |= OBJECT_AUGMENTATION
         starts = [start | OBJECT_STARTS[min(i, len(OBJECT_STARTS) - 1)] for i, start in enumerate(starts)]
+    late_fixed = {key for key in LATE_KEYS if isinstance(params[key], Fixed)}  # `sample` fills them in
+    starts = [{k: v for k, v in start.items() if k not in late_fixed} for start in starts]
     return SearchSpace(space.name, space.path, space.text, space.description, params, tuple(starts), space.builtin)
 
 

@@ -23,7 +23,7 @@ from mnist_opt import data, rundir, runio, runtime
 from mnist_opt.errors import RunDirError, SearchFailed
 from mnist_opt.tuning import frontier, space as space_module
 from mnist_opt.tuning.frontier import FileBytes
-from mnist_opt.tuning.config import TuneConfig
+from mnist_opt.tuning.config import ADDED_FIELDS, TuneConfig
 from mnist_opt.tuning.retrain import retrain
 from mnist_opt.tuning.search import search
 from mnist_opt.tuning.select import merit, retrain_minutes, winner
@@ -47,6 +47,8 @@ class TuneResult:
 # What a search's sizes measure (est_flash_bytes, --max-kb): a search made when they were the int8 file's
 # (no such key) is not resumed, since its records and budgets mean other bytes.
 SIZES = "flash form"
+# Search settings added with the data's shape and classes (#45): an older run was made on MNIST, as it is.
+ADDED_SETTINGS = ADDED_FIELDS | {"data_shape": "28x28x1", "data_classes": 10}
 
 
 def prepare_run_dir(cfg: TuneConfig, settings: dict) -> Path:
@@ -64,7 +66,7 @@ def prepare_run_dir(cfg: TuneConfig, settings: dict) -> Path:
             else:
                 target.unlink(missing_ok=True)
     elif config_path.exists():
-        before = runio.read_json(config_path).get("search", {})
+        before = ADDED_SETTINGS | runio.read_json(config_path).get("search", {})
         diff = [f"{k}: {before.get(k)!r} -> {settings.get(k)!r}"
                 for k in sorted(set(before) | set(settings)) if before.get(k) != settings.get(k)]
         if diff:
