@@ -31,8 +31,8 @@ def colour_images(root, per_class: int, seed: int) -> None:
 @pytest.fixture(scope="module")
 def rgb_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("rgb")
-    colour_images(root / "train", 150, 0)
-    colour_images(root / "test", 30, 1)
+    colour_images(root / "train", 100, 0)
+    colour_images(root / "test", 20, 1)
     return root
 
 
@@ -42,7 +42,7 @@ def rgb_run(rgb_data, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("rgb_run") / "run"
     runner = CliRunner()
     tune = runner.invoke(app, ["tune", "--space", "quick", "--tuner", "random", "--max-trials", "1", "--max-epochs", "1",
-                               "--train-subset", "400", "--final-epochs", "3", "--data", str(rgb_data),
+                               "--train-subset", "300", "--final-epochs", "3", "--data", str(rgb_data),
                                "--run-dir", str(run_dir)])
     assert tune.exit_code == 0, tune.output
     export = runner.invoke(app, ["export", str(run_dir), "--prune-epochs", "1", "--qat-epochs", "1",
@@ -75,11 +75,11 @@ def test_an_rgb_folder_goes_through_every_stage_and_variant(rgb_run, rgb_data):
     assert "constexpr int kInputChannels = 3;" in header and "constexpr int kNumClasses = 3;" in header
     assert 'kClassNames[kNumClasses] = {"blue", "green", "red"}' in header
     doc = json.loads((rgb_run / "report.json").read_text())
-    assert doc["test_images"] == 90 and doc["data"]["classes"] == 3
+    assert doc["test_images"] == 60 and doc["data"]["classes"] == 3
     rows = {r["name"]: r for r in doc["rows"]}
     assert set(rows) == {"baseline", "tuned", *VARIANTS}
     for name, row in rows.items():
-        assert len(row["confusion"]) == 3 and sum(map(sum, row["confusion"])) == 90
+        assert len(row["confusion"]) == 3 and sum(map(sum, row["confusion"])) == 60
     assert rows["tuned"]["test_accuracy"] > 0.9  # the tint alone tells the classes apart
     for name in ("int8", "clustered_int8", "pruned_int8"):
         micro = rows[name]["micro"]
@@ -93,7 +93,7 @@ def test_evaluate_finds_the_run_s_data_by_itself(rgb_run):
     result = CliRunner().invoke(app, ["evaluate", str(rgb_run / "export" / "int8.tflite"), "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
-    assert doc["images"] == 90 and doc["class_names"] == list(CLASSES)
+    assert doc["images"] == 60 and doc["class_names"] == list(CLASSES)
     mnist = CliRunner().invoke(app, ["evaluate", str(rgb_run / "export" / "int8.tflite"), "--data",
                                      str(__import__("mnist_opt.data", fromlist=["BUNDLED"]).BUNDLED)])
     assert mnist.exit_code == 2 and "takes 16x20x3 images in 3 classes" in mnist.output
