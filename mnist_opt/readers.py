@@ -188,6 +188,10 @@ def read_folder(root: Path, size: tuple[int, int] | None, skip_bad: bool, log: L
     each image into one array made for all of them, so memory holds one copy of the images.
     """
     split = (root / "train").is_dir() and (root / "test").is_dir()
+    if (root / "train").is_dir() and not split:  # train/ alone: its class folders, with a test split held out
+        root = root / "train"
+    elif (root / "test").is_dir() and not split:
+        raise DataError(f"{root}: has test/ but no train/; put the training images' class folders under train/")
     names, files = list_images(root / "train" if split else root)
     test_files: list[tuple[Path, int]] = []
     if split:

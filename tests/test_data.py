@@ -130,10 +130,18 @@ def test_a_folder_of_class_folders_under_train_and_test(tmp_path):
     np.testing.assert_array_equal(loaded.arrays["x_train"][0], first)
 
 
-def test_a_flat_folder_of_grey_images_gets_a_held_out_test_split(tmp_path):
-    write_folder(tmp_path, ["a", "b"], 20, size=(10, 10), mode="L")
+@pytest.mark.parametrize("under", ["", "train"])
+def test_a_folder_of_grey_images_without_test_gets_a_held_out_test_split(tmp_path, under):
+    write_folder(tmp_path / under, ["a", "b"], 20, size=(10, 10), mode="L")
     loaded = data.load(str(tmp_path))
     assert loaded.info.shape == (10, 10, 1) and loaded.info.test == "held out" and loaded.info.images["test"] == 6
+    assert loaded.info.class_names == ("a", "b")
+
+
+def test_a_test_folder_without_train_is_refused(tmp_path):
+    write_folder(tmp_path / "test", ["a", "b"], 2)
+    with pytest.raises(DataError, match="has test/ but no train/"):
+        data.load(str(tmp_path))
 
 
 def test_forty_seven_unbalanced_classes(tmp_path):
