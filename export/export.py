@@ -259,11 +259,11 @@ def micro_files(name: str, model: bytes, entry: dict, out_dir: Path, min_weights
                           "dropped": dropped}}
     micro_dir = out_dir / "micro"
     forms = {}
-    for form, data in made.items():
+    for form, blob in made.items():
         file = f"micro/{name}.tflite" if form == "flash" else f"micro/{name}.{form}.tflite"
-        runio.write_bytes(out_dir / file, data)
-        forms[form] = {"file": file, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                       "arena_bytes": check["arena_bytes"] if form == "flash" else micro.check(data)["arena_bytes"]}
+        runio.write_bytes(out_dir / file, blob)
+        forms[form] = {"file": file, "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest(),
+                       "arena_bytes": check["arena_bytes"] if form == "flash" else micro.check(blob)["arena_bytes"]}
     check.update(forms["flash"])
     check["lut"] = [{"layer": flatbuffer.layer_name(p["name"]), **{k: p[k] for k in ("bits", "distinct", "weights")}}
                     for p in (flash.lut_plan(model) if "uncompressed" in made else [])]

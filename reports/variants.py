@@ -117,9 +117,9 @@ def micro_scores(model: bytes, forms: dict[str, bytes], x_test, y_test, litert_p
     out = {"runs": check["runs"], "int8_bytes": len(model), "arena_bytes": check["arena_bytes"],
            "unsupported_ops": check["unsupported_ops"], "error": check["error"], "test_accuracy": None,
            "agreement_with_litert": None, "agreement_with_litert_kernels": None, "images": None, "forms": {}}
-    for form, data in forms.items():
-        c = micro.check(data)
-        out["forms"][form] = {"bytes": len(data), "arena_bytes": c["arena_bytes"], "ops": c["ops"],
+    for form, blob in forms.items():
+        c = micro.check(blob)
+        out["forms"][form] = {"bytes": len(blob), "arena_bytes": c["arena_bytes"], "ops": c["ops"],
                               "error": c["error"], "test_accuracy": None, "differ": None}
     if not check["runs"]:
         return out
@@ -146,11 +146,11 @@ def flash_forms(run_dir: Path, entry: dict) -> dict[str, bytes]:
     found = {}
     for form, doc in (("flash", m), ("uncompressed", m.get("uncompressed"))):
         if doc and doc.get("file"):
-            data = (run_dir / "export" / doc["file"]).read_bytes()
-            if hashlib.sha256(data).hexdigest() != doc["sha256"]:
+            blob = (run_dir / "export" / doc["file"]).read_bytes()
+            if hashlib.sha256(blob).hexdigest() != doc["sha256"]:
                 raise InputError(f"{run_dir / 'export' / doc['file']} is not the file export wrote (its sha256 "
                                  f"differs from manifest.json): run `mnist-opt export --run-dir {run_dir}` again")
-            found[form] = data
+            found[form] = blob
     return found
 
 
