@@ -84,7 +84,7 @@ def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
 
     # 2. The baseline, trained once for the run, is every budget's first row.
     tune_cfg = rundir.tune_settings(run)
-    variants.load_data(replace(cfg, run_dir=str(run)), log)  # the run's data, checked before the baseline trains on it
+    loaded = variants.load_data(cfg, log)  # the run's data, checked before the baseline trains on it; read once
     if not (run / "baseline.keras").is_file():
         from mnist_opt.tuning.train import train_baseline
 
@@ -100,7 +100,7 @@ def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
     files, reports = {}, {}
     for kb, sub in dirs:
         log(f"frontier {kb:g} KB: measuring {sub}")
-        doc = variants.report(replace(cfg, run_dir=str(sub), max_kb=kb), log)
+        doc = variants.report(replace(cfg, run_dir=str(sub), max_kb=kb), log, loaded)
         key = str(sub.relative_to(run))
         files[key] = int8_files(kb, doc)
         reports[key] = {"recommended": doc["recommended"], "report": f"{key}/report.html"}

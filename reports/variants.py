@@ -168,13 +168,16 @@ def micro_line(row: dict) -> str:
             f"{100 * m['agreement_with_litert_kernels']:.2f}%), arena {m['arena_bytes']:,} bytes{forms}")
 
 
-def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
-    """Measure every model of the run on the test set; write report.json, report.md, report.html."""
+def report(cfg: ReportConfig, log: Log = lambda line: None, loaded: data.Loaded | None = None) -> dict:
+    """Measure every model of the run on the test set; write report.json, report.md, report.html.
+
+    `loaded`: the run's data, read and checked by the caller (a frontier's budgets share their search's data).
+    """
     # 1. Inputs: a tuned and exported run; the baseline is trained if missing.
     docs = check_inputs(cfg)
     run_dir = Path(cfg.run_dir)
     tune_cfg = docs["tune"]
-    loaded = load_data(cfg, log)  # checked before the baseline trains on it
+    loaded = loaded or load_data(cfg, log)  # checked before the baseline trains on it
     if not (run_dir / "baseline.keras").is_file():
         from mnist_opt.tuning.train import train_baseline
 
