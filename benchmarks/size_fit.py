@@ -36,7 +36,7 @@ def features(values: dict) -> list[float]:
     """What the estimate counts besides the weights: channels, convs, dense ops, pools, and 1."""
     layers = list(size._weight_layers(values))
     pools = sum(kind == "pool" for kind, *_ in layer_plan(architecture(values)))
-    return [sum(u for _, _, u in layers), sum(k != "dense" for k, *_ in layers),
+    return [sum(u for _, _, u, _ in layers), sum(k != "dense" for k, *_ in layers),
             sum(k == "dense" for k, *_ in layers), pools, 1.0]
 
 
@@ -56,7 +56,7 @@ def main() -> None:
     if args.clusters is not None:
         fit_decode(designs, real, args.clusters)
         return
-    weights = np.array([sum(w for _, w, _ in size._weight_layers(v)) for v in designs], float)
+    weights = np.array([sum(w for _, w, _, _ in size._weight_layers(v)) for v in designs], float)
     x = np.array([features(v) for v in designs])
     # Relative errors are what the estimate promises: each design's row is weighted by 1 / its size.
     coef, *_ = np.linalg.lstsq(x / real[:, None], (real - weights) / real, rcond=None)
@@ -72,7 +72,7 @@ def main() -> None:
 
 def fit_decode(designs: list[dict], real: np.ndarray, clusters: int) -> None:
     """The bytes a DECODE op and its tensors add, given the other constants; and the estimate's error with it."""
-    decodes = np.array([sum(k != "depthwise" and size.lut_pays(w, u, clusters) for k, w, u in size._weight_layers(v))
+    decodes = np.array([sum(k != "depthwise" and size.lut_pays(w, u, clusters) for k, w, u, _ in size._weight_layers(v))
                         for v in designs], float)
     rest = np.array([size.estimate_flash_bytes(v, clusters) for v in designs], float) - decodes * size.FLASH_BYTES_PER_DECODE
     (per_decode,), *_ = np.linalg.lstsq((decodes / real)[:, None], (real - rest) / real, rcond=None)

@@ -97,6 +97,8 @@ def export(cfg: ExportConfig, log: Log = lambda line: None) -> dict:
     cfg = replace(cfg, clusters=cfg.clusters or tune_cfg.get("clusters") or DEFAULT_CLUSTERS)
     run_dir = Path(cfg.run_dir)
     out_dir = run_dir / "export"
+    # The arena limit the run was searched under (`tune --max-arena-kb`): no TFLite Micro file over it is written.
+    max_arena = None if tune_cfg.get("max_arena_kb") is None else int(tune_cfg["max_arena_kb"] * 1024)
     split = data.load_split(tune_cfg["seed"], data.Source.of(tune_cfg), log)
     data.check_recorded(split.info, rundir.data_sha256(run_dir), str(run_dir))  # not files changed since tuning
     rng = np.random.default_rng(tune_cfg["seed"])
@@ -161,7 +163,7 @@ def export(cfg: ExportConfig, log: Log = lambda line: None) -> dict:
         }
         if quantization == "int8":
             entry.update(micro_files(name, model_bytes, entry, out_dir, cfg.min_prune_weights, check_x[:FORM_CHECK_IMAGES],
-                                     names))
+                                     names, max_arena))
         manifest["variants"].append(entry)
         log(f"wrote {path}  {entry['bytes']:,} bytes (gzip {entry['gzip_bytes']:,})  "
             f"input {entry['input']['dtype']}  agrees with its Keras source on {agreement:.1%}")
@@ -175,7 +177,7 @@ def export(cfg: ExportConfig, log: Log = lambda line: None) -> dict:
         if entry["name"] not in made:
             if entry["quantization"] == "int8" and "lut" not in entry.get("micro", {}):  # before the flash form
                 entry.update(micro_files(entry["name"], (out_dir / entry["file"]).read_bytes(), entry, out_dir,
-                                         cfg.min_prune_weights, check_x[:FORM_CHECK_IMAGES], names))
+                                         cfg.min_prune_weights, check_x[:FORM_CHECK_IMAGES], names, max_arena))
             manifest["variants"].append(entry)
     manifest["variants"].sort(key=lambda entry: VARIANTS.index(entry["name"]))
     tidy_micro(out_dir / "micro", manifest["variants"], names, split.info.digits)
@@ -242,17 +244,21 @@ def tidy_micro(micro_dir: Path, variants: list[dict], names: list[str], digits: 
 
 
 def micro_files(name: str, model: bytes, entry: dict, out_dir: Path, min_weights: int, images: np.ndarray,
-                names: list[str]) -> dict:
+                names: list[str], max_arena: int | None = None) -> dict:
     """A full-integer file's kernels, its flash forms (`export.flash`) with their TFLite Micro checks and,
     if TFLite Micro runs them, the C++ source of the smallest.
 
     RUN/export/micro/<name>.tflite holds the flash form the C arrays hold (LUT-compressed where that applies);
     <name>.uncompressed.tflite, where the two differ, the one that needs less RAM. Each form is checked against
-    the int8 file in TFLite Micro on `images` (validation images) and dropped if its outputs differ.
+    the int8 file in TFLite Micro on `images` (validation images) and dropped if its outputs differ. With
+    `max_arena` (bytes), a form whose arena is larger is not written: a compressed form over it gives way to the
+    uncompressed one, and a file whose every form is over it gets no TFLite Micro files (the entry says why).
     """
     kernels = flatbuffer.kernels(model, min_weights)
     made, dropped = flash.verified_forms(model, images)  # each form gives the int8 file's outputs, or goes
     check = micro.check(made["flash"])
+    if max_arena is not None and check["runs"]:
+        made, dropped, check = _within_arena(made, dropped, check, max_arena)
     if not check["runs"]:  # nothing to write for TFLite Micro
         return {"kernels": kernels, "file_sparsity": flatbuffer.sparsity(kernels),
                 "micro": {**check, "file": None, "bytes": len(made["flash"]), "lut": [], "uncompressed": None,
@@ -276,6 +282,23 @@ def micro_files(name: str, model: bytes, entry: dict, out_dir: Path, min_weights
     check.update(header=f"micro/{name}.h", source=f"micro/{name}.cc",
                  tensor_arena_size=csource.arena_constant(check["arena_bytes"]))
     return {"kernels": kernels, "file_sparsity": flatbuffer.sparsity(kernels), "micro": check}
+
+
+def _within_arena(made: dict, dropped: list[str], check: dict, max_arena: int) -> tuple[dict, list[str], dict]:
+    """The forms of `made` whose arena fits in `max_arena` bytes (the smallest first), what went, and the check of
+    the one the C arrays hold; if none fits, the check says so and runs is False (nothing is written)."""
+    if check["arena_bytes"] <= max_arena:
+        return made, dropped, check
+    if "uncompressed" in made:
+        lean = micro.check(made["uncompressed"])
+        dropped = dropped + [f"the LUT-compressed form (its arena, {check['arena_bytes']:,} bytes, is over the "
+                             f"--max-arena-kb limit of {max_arena:,})"]
+        if lean["arena_bytes"] is not None and lean["arena_bytes"] <= max_arena:
+            return {"flash": made["uncompressed"]}, dropped, lean
+        check = lean
+    return made, dropped, {**check, "runs": False, "error": f"its TensorFlow Lite Micro arena, {check['arena_bytes']:,} "
+                           f"bytes, is over the --max-arena-kb limit of {max_arena:,} bytes: no microcontroller file "
+                           "is written; search again with the limit (tune --max-arena-kb) to get a model that fits"}
 
 
 def previous_entries(out_dir: Path) -> list[dict]:

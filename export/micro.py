@@ -12,6 +12,7 @@ reference kernels do not: the generated header adds a margin (`export.csource.AR
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -31,6 +32,7 @@ ALIGN = 16  # TFLite Micro aligns tensors in the arena to 16 bytes: sizes are se
 MAX_ARENA = 16 * 1024 * 1024  # past this a file is not for a microcontroller
 _MISSING_OP = re.compile(r"Didn't find op for (?:builtin|custom) opcode '([^']+)'")
 _TOO_SMALL = ("Failed to allocate", "Failed to resize buffer", "missing:")  # the arena's own complaints
+MAX_CRASHES = 8  # children of `arena_bytes` that may crash before it gives up
 
 
 def _interpreter(model: bytes, arena: int):
@@ -46,10 +48,36 @@ def _interpreter(model: bytes, arena: int):
 def arena_bytes(model: bytes) -> int:
     """The smallest arena, in steps of 16 bytes, in which TFLite Micro allocates the model's tensors.
 
-    Raises MicroUnsupported if it allocates in none up to 16 MiB (missing ops: their names).
+    Raises MicroUnsupported if it allocates in none up to 16 MiB (missing ops: their names). The search runs in a
+    child process (`python -m mnist_opt.export.micro arena`): TFLite Micro's host build can crash outright
+    (a segmentation fault in its allocator) when given an arena far below what the model needs, instead of
+    failing. A size a child crashed at counts as too small, and a new child searches on above it.
     """
-    high = max(ALIGN, 4 * len(model) // ALIGN * ALIGN)
+    low = 0
+    with tempfile.TemporaryDirectory(prefix="mnist-opt-arena-") as tmp:
+        path = Path(tmp) / "model.tflite"
+        path.write_bytes(model)
+        for _ in range(MAX_CRASHES):
+            proc = subprocess.run([sys.executable, "-m", "mnist_opt.export.micro", "arena", str(path), str(low)],
+                                  capture_output=True, text=True)
+            lines = proc.stdout.splitlines()
+            if proc.returncode == 0 and lines and lines[-1].startswith("{"):
+                result = json.loads(lines[-1])
+                if "arena" in result:
+                    return result["arena"]
+                raise MicroUnsupported(result["error"], result["ops"])
+            probes = [int(line.split()[1]) for line in lines if line.startswith("probe ")]
+            if proc.returncode >= 0 or not probes:  # not a crash at a probe: a bug to show, not to retry
+                raise MnistOptError(f"measuring the TFLite Micro arena failed: {(proc.stderr or proc.stdout)[-1500:]}")
+            low = max(low, probes[-1])
+    raise MnistOptError(f"TFLite Micro's host interpreter crashed {MAX_CRASHES} times measuring the arena")
+
+
+def _search_arena(model: bytes, low: int = 0) -> int:
+    """`arena_bytes`' search, in this process: doubling up from 4x the file, then halving down to `low` (too small)."""
+    high = max(low + ALIGN, ALIGN, 4 * len(model) // ALIGN * ALIGN)
     while True:
+        print(f"probe {high}", flush=True)
         interpreter, error = _interpreter(model, high)
         if interpreter is not None:
             break
@@ -62,10 +90,10 @@ def arena_bytes(model: bytes) -> int:
         if high >= MAX_ARENA:
             raise MicroUnsupported(f"TFLite Micro cannot allocate the model in {MAX_ARENA:,} bytes: "
                                    f"{'; '.join(lines[-3:])}", [])
-        high = min(2 * high, MAX_ARENA)
-    low = 0  # invariant: `low` fails (or is 0), `high` allocates
-    while high - low > ALIGN:
+        low, high = high, min(2 * high, MAX_ARENA)
+    while high - low > ALIGN:  # invariant: `low` fails (or is 0), `high` allocates
         mid = (low + high) // 2 // ALIGN * ALIGN
+        print(f"probe {mid}", flush=True)
         if _interpreter(model, mid)[0] is not None:
             high = mid
         else:
@@ -130,6 +158,11 @@ def predict(model: bytes, images: np.ndarray, arena: int | None = None, workers:
         return np.concatenate([np.load(work / f"probabilities_{k}.npy") for k in range(workers)])
 
 
-if __name__ == "__main__":  # one worker of `predict`: python -m mnist_opt.export.micro DIR K ARENA
+if __name__ == "__main__" and sys.argv[1] == "arena":  # `arena_bytes`' child: ... arena FILE LOW
+    try:
+        print(json.dumps({"arena": _search_arena(Path(sys.argv[2]).read_bytes(), int(sys.argv[3]))}))
+    except MicroUnsupported as exc:
+        print(json.dumps({"error": str(exc), "ops": exc.ops}))
+elif __name__ == "__main__":  # one worker of `predict`: python -m mnist_opt.export.micro DIR K ARENA
     work, k, arena = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     np.save(work / f"probabilities_{k}.npy", Runner((work / "model.tflite").read_bytes(), arena)(np.load(work / f"images_{k}.npy")))

@@ -88,6 +88,15 @@ def _image_size(text: str | None) -> str | None:
     return f"{h}x{w}"
 
 
+ARENA_HELP = ("Skip models whose TensorFlow Lite Micro arena (RAM) would be larger, in KB: planned by TFLite Micro "
+              "on each design before training.")
+MACS_HELP = "Skip models with more multiply-accumulates per image (compute: latency and energy), before training."
+OBJECTIVES_HELP = ("What --tuner pareto's front trades accuracy against: accuracy,flash (default), accuracy,arena or "
+                   "accuracy,flash,arena.")
+DEVICE_HELP = ("A device profile (built-in: cortex-m0plus, cortex-m4f, esp32-s3; or a .toml file): sets --max-kb, "
+               "--max-arena-kb and --max-macs to its share for the model unless given; the report says what fits it.")
+
+
 @app.command()
 def tune(
     space: str = typer.Option(T.space, help="Search space: a built-in name (default, tiny, wide, quick, frontier) or a .toml path."),
@@ -112,6 +121,10 @@ def tune(
     budgets: Optional[str] = typer.Option(None, metavar="KB,KB,...", help="Size budgets in KB of the flash form, "
                                           "e.g. 8,16,32,64: retrain each one's best model into RUN/frontier/<K>kb/ "
                                           "instead of one winner (use with --tuner pareto)."),
+    max_arena_kb: Optional[float] = typer.Option(None, min=0.5, help=ARENA_HELP),
+    max_macs: Optional[int] = typer.Option(None, min=1, help=MACS_HELP),
+    objectives: Optional[str] = typer.Option(None, metavar="accuracy,flash[,arena]", help=OBJECTIVES_HELP),
+    device: Optional[str] = typer.Option(None, metavar="NAME|FILE.toml", help=DEVICE_HELP),
     seed: int = typer.Option(T.seed, help="Seed for the split, the search and every trial."),
     data: Optional[Path] = typer.Option(None, help=DATA_HELP),
     image_size: Optional[str] = typer.Option(None, metavar="H[xW]", help=IMAGE_SIZE_HELP),
@@ -139,20 +152,20 @@ def tune(
         typer.echo(f"Error: --search-minutes works in one process, not with {roles[0]}; use --max-trials", err=True)
         raise typer.Exit(2)
     cfg = T(space=space, tuner=tuner.value, starts=starts, max_trials=max_trials, max_epochs=max_epochs,
-                     train_subset=train_subset, final_epochs=final_epochs, seed=seed, max_params=max_params, max_kb=max_kb,
+                     train_subset=train_subset, final_epochs=final_epochs, seed=seed, max_params=max_params,
                      clusters=clusters, data=str(data) if data else None, image_size=_image_size(image_size),
                      skip_bad_images=skip_bad_images, run_dir=str(run_dir or _default_run_dir()),
                      overwrite=overwrite, search_minutes=search_minutes, final_minutes=final_minutes,
-                     budgets=_budgets(budgets))
+                     budgets=_budgets(budgets), **_limits(device, max_kb, max_arena_kb, max_macs, objectives))
 
     def go():
         from mnist_opt.runtime import set_threads
 
         set_threads(threads)
         if worker:
-            from mnist_opt.tuning.distributed import worker as run_worker
+            from mnist_opt import workflow
 
-            return run_worker(cfg, worker, worker_id, _echo)
+            return workflow.worker(cfg, worker, worker_id, _echo)
         from mnist_opt.runio import locked
 
         with locked(cfg.run_dir):  # the chief holds the run directory; its workers do not need it
@@ -171,6 +184,27 @@ def tune(
                    f"{result.run_dir / 'frontier'} (frontier.json lists them)")
         return
     typer.echo(f"done: {result.counts['completed']} trials completed; best model in {result.run_dir / 'best.keras'}")
+
+
+def _limits(device: str | None, max_kb: float | None, max_arena_kb: float | None, max_macs: int | None,
+            objectives: str | None) -> dict:
+    """The device options as TuneConfig fields, or exit 2 naming the problem. Options given win over the profile's."""
+    from mnist_opt.tuning.config import parse_objectives
+
+    try:
+        out = {"max_kb": max_kb, "max_arena_kb": max_arena_kb, "max_macs": max_macs}
+        if objectives is not None:
+            out["objectives"] = parse_objectives(objectives)
+        if device is not None:
+            from mnist_opt import devices
+
+            profile = devices.load(device)
+            out |= {k: v if out[k] is None else out[k] for k, v in profile.limits().items()}
+            out["device"] = profile.to_dict()
+        return out
+    except InputError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _budgets(text: str | None) -> tuple[float, ...] | None:
@@ -302,6 +336,10 @@ def run(
     budgets: Optional[str] = typer.Option(None, metavar="KB,KB,...", help="Size budgets in KB of the flash form, "
                                           "e.g. 8,16,32,64: search the accuracy-size front and export each "
                                           "budget's best model under RUN/frontier/<K>kb/."),
+    max_arena_kb: Optional[float] = typer.Option(None, min=0.5, help=ARENA_HELP),
+    max_macs: Optional[int] = typer.Option(None, min=1, help=MACS_HELP),
+    objectives: Optional[str] = typer.Option(None, metavar="accuracy,flash[,arena]", help=OBJECTIVES_HELP),
+    device: Optional[str] = typer.Option(None, metavar="NAME|FILE.toml", help=DEVICE_HELP),
     micro_images: Optional[int] = typer.Option(None, min=1, help="The report runs each int8 file in TFLite Micro "
                                                "on the first N test images only (default: all)."),
     data: Optional[Path] = typer.Option(None, help=DATA_HELP),
@@ -316,13 +354,15 @@ def run(
     sizes = _budgets(budgets)
     source = {"data": str(data) if data else None, "image_size": _image_size(image_size),
               "skip_bad_images": skip_bad_images}
+    limits = _limits(device, max_kb, max_arena_kb, max_macs, objectives)
 
     def go():
         from mnist_opt.workflow import run as run_workflow
         from mnist_opt.runio import locked
 
         with locked(target):
-            return run_workflow(preset.value, str(target), seed, _echo, max_kb, sizes, micro_images, source)
+            return run_workflow(preset.value, str(target), seed, _echo, limits.pop("max_kb"), sizes, micro_images,
+                                source, limits)
 
     _print_report(_call(go), target)
 

@@ -67,14 +67,15 @@ PRESETS = {
 
 def configs(preset: str, run_dir: str, seed: int | None = None, max_kb: float | None = None,
             budgets: tuple[float, ...] | None = None, micro_images: int | None = None,
-            source: dict | None = None) -> Preset:
+            source: dict | None = None, limits: dict | None = None) -> Preset:
     """The preset's settings for this run; `budgets` makes it a frontier run (Pareto search, one model per budget).
 
-    `source`: the data, as TuneConfig's `data`, `image_size` and `skip_bad_images` (None: MNIST).
+    `source`: the data, as TuneConfig's `data`, `image_size` and `skip_bad_images` (None: MNIST). `limits`: the
+    device options, as TuneConfig's `max_arena_kb`, `max_macs`, `objectives` and `device`.
     """
     p = PRESETS[preset]
     tune = replace(p.tune, run_dir=run_dir, seed=p.tune.seed if seed is None else seed,
-                   max_kb=p.tune.max_kb if max_kb is None else max_kb, **(source or {}))
+                   max_kb=p.tune.max_kb if max_kb is None else max_kb, **(source or {}), **(limits or {}))
     if budgets:  # the search skips models over the largest budget (or --max-kb, if the user gave one)
         tune = replace(tune, tuner="pareto", budgets=tuple(sorted(set(budgets))),
                        max_kb=max(budgets) if max_kb is None else max_kb)
@@ -104,33 +105,42 @@ def export_done(cfg: ExportConfig) -> bool:
     return {e["name"] for e in previous_entries(run / "export")} == set(cfg.variants)
 
 
-def file_bytes(cfg: TuneConfig):
-    """What a search with `cfg` measures a design's exact size with: the export stage's flash form size for a
-    frontier's budgets, None otherwise (so a plain search does not load the converter)."""
-    if not cfg.budgets:
-        return None
-    from mnist_opt.export.file_size import flash_bytes
+def measures(cfg: TuneConfig):
+    """What a search with `cfg` measures a design's exact flash form and arena with: the export stage's, for a
+    frontier's budgets and an arena limit or objective; None otherwise (so a plain search does not load the converter)."""
+    from mnist_opt.tuning.limits import Measures, needs_measures
 
-    return flash_bytes
+    if not needs_measures(cfg):
+        return None
+    from mnist_opt.export.file_size import arena_bytes, flash_bytes
+
+    return Measures(flash_bytes, arena_bytes)
 
 
 def tune(cfg: TuneConfig, log: Log = lambda line: None):
-    """The tuning stage, given the export stage's exact file size for a frontier's budgets."""
+    """The tuning stage, given the export stage's exact flash form and arena of a design."""
     from mnist_opt.tuning.tune import tune as run_tune
 
-    return run_tune(cfg, log, file_bytes(cfg))
+    return run_tune(cfg, log, measures(cfg))
 
 
 def chief(cfg: TuneConfig, address: str, log: Log = lambda line: None, workers: int = 0):
-    """A distributed search's chief (`tuning.distributed.chief`), given the exact file size as `tune` is."""
+    """A distributed search's chief (`tuning.distributed.chief`), given the measures as `tune` is."""
     from mnist_opt.tuning.distributed import chief as run_chief
 
-    return run_chief(cfg, address, log, workers, file_bytes(cfg))
+    return run_chief(cfg, address, log, workers, measures(cfg))
+
+
+def worker(cfg: TuneConfig, address: str, worker_id: str, log: Log = lambda line: None) -> dict:
+    """A distributed search's worker (`tuning.distributed.worker`), given the measures as `tune` is."""
+    from mnist_opt.tuning.distributed import worker as run_worker
+
+    return run_worker(cfg, address, worker_id, log, measures(cfg))
 
 
 def run(preset: str, run_dir: str, seed: int | None = None, log: Log = lambda line: None,
         max_kb: float | None = None, budgets: tuple[float, ...] | None = None, micro_images: int | None = None,
-        source: dict | None = None) -> dict:
+        source: dict | None = None, limits: dict | None = None) -> dict:
     """The whole toolkit: search, export, report. Returns the report document.
 
     With budgets (or the frontier preset), the search is for the accuracy-size front, and each budget's
@@ -139,7 +149,7 @@ def run(preset: str, run_dir: str, seed: int | None = None, log: Log = lambda li
     from mnist_opt.export.export import export
     from mnist_opt.reports.report import report
 
-    cfg = configs(preset, run_dir, seed, max_kb, budgets, micro_images, source)
+    cfg = configs(preset, run_dir, seed, max_kb, budgets, micro_images, source, limits)
     # 1. Tune (a finished search with the same settings is kept; an unfinished one resumes).
     if tuning_done(cfg.tune):
         log(f"[1/3] tune: already done in {run_dir}")

@@ -13,7 +13,12 @@ CLI_HIDDEN = ("trial_batch_size", "batch_size")
 
 # Fields added since runs were first recorded, with what a run recorded before them was made with (MNIST as it
 # is): a resumed older run compares equal on them.
-ADDED_FIELDS = {"image_size": None, "skip_bad_images": False}
+ADDED_FIELDS = {"image_size": None, "skip_bad_images": False, "max_arena_kb": None, "max_macs": None,
+                "objectives": ["accuracy", "flash"], "device": None}
+
+# What --tuner pareto can trade accuracy against (`--objectives`): the flash form's estimated bytes, and the
+# TensorFlow Lite Micro arena the design needs (measured before training, `tuning.limits`).
+OBJECTIVES = ("accuracy", "flash", "arena")
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,12 @@ class TuneConfig:
     seed: int = 0  # fixes the split, the trial order and every trial's initial weights
     max_params: int | None = None  # models above this are skipped before training
     max_kb: float | None = None  # models whose estimated flash form is larger (KB = 1,024 bytes) are skipped too
+    # Models whose TensorFlow Lite Micro arena (planned by TFLite Micro on the design converted with random weights,
+    # before training: `tuning.limits`) or multiply-accumulates per image are over these are skipped too.
+    max_arena_kb: float | None = None
+    max_macs: int | None = None
+    objectives: tuple[str, ...] = ("accuracy", "flash")  # what --tuner pareto's front is over (OBJECTIVES)
+    device: dict | None = None  # the device profile the limits came from (`mnist_opt.devices`), as recorded
     # The flash form that --max-kb, the budgets and the Pareto search count: with N, the clustered variant's
     # (kernels clustered to N values, stored as LUT indices: export/flash.py); None, the int8 file's.
     clusters: int | None = None
@@ -55,14 +66,30 @@ class TuneConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["budgets"] = None if self.budgets is None else list(self.budgets)  # as JSON gives it back
+        d["objectives"] = list(self.objectives)
         return d
+
+    def measures_arena(self) -> bool:
+        """Whether each trial's design is converted before training to learn its arena (the arena limit or objective)."""
+        return self.max_arena_kb is not None or "arena" in self.objectives
 
     def search_settings(self) -> dict:
         """The settings that decide a search's results; resuming with others is refused."""
         d = self.to_dict()
-        for key in ("run_dir", "overwrite", "final_epochs", "final_minutes", "search_minutes", "budgets"):
+        # The device profile only sets the limits, which are settings themselves: it is the report's.
+        for key in ("run_dir", "overwrite", "final_epochs", "final_minutes", "search_minutes", "budgets", "device"):
             d.pop(key)
         return d
+
+
+def parse_objectives(text: str) -> tuple[str, ...]:
+    """'accuracy,flash,arena' -> ('accuracy', 'flash', 'arena'): accuracy first, then one or two of flash and arena."""
+    parts = tuple(part.strip() for part in text.split(",") if part.strip())
+    if (len(parts) < 2 or parts[0] != "accuracy" or len(set(parts)) != len(parts)
+            or any(p not in OBJECTIVES for p in parts)):
+        raise InputError(f"--objectives: expected accuracy and then flash, arena or both, separated by commas, "
+                         f"e.g. accuracy,flash,arena; got {text!r}")
+    return parts
 
 
 def parse_budgets(text: str) -> tuple[float, ...]:

@@ -31,7 +31,8 @@ from mnist_opt.errors import InputError
 from mnist_opt.tuning import pareto
 from mnist_opt.tuning.config import CLI_HIDDEN, TuneConfig
 from mnist_opt.tuning.search import search
-from mnist_opt.tuning.tune import FileBytes, Log, TuneResult, check_file_bytes, finish, start
+from mnist_opt.tuning.limits import Measures
+from mnist_opt.tuning.tune import Log, TuneResult, check_measures, finish, start
 from mnist_opt.tuning.tuners import make_tuner
 
 TICK = 0.2  # seconds between the chief's checks
@@ -52,31 +53,36 @@ def _set_role(tuner_id: str, host: str, port: int) -> None:
     os.environ.update(KERASTUNER_TUNER_ID=tuner_id, KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=str(port))
 
 
-def worker(cfg: TuneConfig, address: str, worker_id: str, log: Log = lambda line: None) -> dict:
-    """Run trials handed out by the chief at `address` until it says stop. Returns counts per status."""
+def worker(cfg: TuneConfig, address: str, worker_id: str, log: Log = lambda line: None,
+           measures: Measures | None = None) -> dict:
+    """Run trials handed out by the chief at `address` until it says stop. Returns counts per status.
+
+    `measures`: as for `tuning.tune.tune`, needed with an arena limit (each trial's arena is checked where it runs).
+    """
     host, port = parse_address(address, "--worker")
     if not worker_id or worker_id.startswith("chief") or "/" in worker_id:
         raise InputError(f"--worker-id {worker_id!r}: give each worker a name of its own, e.g. worker0")
     _set_role(worker_id, host, port)
     space, split, run_dir = start(replace(cfg, overwrite=False), write=False)  # a worker never clears a run
-    records = search(cfg, space, split, run_dir, log, trials_path=run_dir / "workers" / f"{worker_id}.json")
+    records = search(cfg, space, split, run_dir, log, trials_path=run_dir / "workers" / f"{worker_id}.json",
+                     measures=measures)
     return {s: sum(r["status"] == s for r in records) for s in ("completed", "failed", "skipped")}
 
 
 def chief(cfg: TuneConfig, address: str, log: Log = lambda line: None, workers: int = 0,
-          file_bytes: FileBytes | None = None) -> TuneResult:
+          measures: Measures | None = None) -> TuneResult:
     """Serve the oracle until the search is over, then retrain the best trial like a one-process search.
 
     With `workers`, also start that many worker processes on this machine and watch them.
-    `file_bytes`: as for `tuning.tune.tune`, needed with budgets.
+    `measures`: as for `tuning.tune.tune`.
     """
     host, port = parse_address(address, "--chief", any_port=True)
-    check_file_bytes(cfg, file_bytes)
+    check_measures(cfg, measures)
     workarounds.require("keras-tuner-chief")  # before the run directory is touched (`start` probes the rest)
     _set_role("chief", host, port)
     space, split, run_dir = start(cfg)
-    tuner = make_tuner(cfg, space, run_dir)
-    tuner.setup(cfg, split, run_dir, log)
+    tuner = make_tuner(cfg, space, run_dir, measures)
+    tuner.setup(cfg, split, run_dir, log, measures=measures)
     oracle = tuner.oracle
     oracle.verbose = 0  # its display: the chief logs the trials itself
     tuner.save()
@@ -117,10 +123,10 @@ def chief(cfg: TuneConfig, address: str, log: Log = lambda line: None, workers: 
         server.stop(grace=2)
     if pool:
         pool.stop()
-    records = pareto.annotate(collect(tuner, run_dir, failed))
+    records = pareto.annotate(collect(tuner, run_dir, failed), cfg.objectives)
     runio.write_json(run_dir / "trials.json", records)
     log(f"chief: search over, {len(records)} trials")
-    return finish(cfg, space, split, run_dir, records, log, file_bytes)
+    return finish(cfg, space, split, run_dir, records, log, measures)
 
 
 def fail(oracle, tuner_id: str, message: str) -> dict:
@@ -177,8 +183,9 @@ def collect(tuner, run_dir: Path, failed: dict[str, str]) -> list[dict]:
     return records
 
 
-# TuneConfig fields a worker is not given: it never clears a run, and the chief alone retrains.
-NOT_FOR_WORKERS = ("overwrite", "search_minutes", "final_minutes", "budgets")
+# TuneConfig fields a worker is not given: it never clears a run, and the chief alone retrains and reports (the
+# device profile is the report's: the limits it set are passed as themselves).
+NOT_FOR_WORKERS = ("overwrite", "search_minutes", "final_minutes", "budgets", "device")
 
 
 def worker_command(c: TuneConfig, address: str, name: str, threads: int) -> list[str]:
@@ -193,7 +200,8 @@ def worker_command(c: TuneConfig, address: str, name: str, threads: int) -> list
         if f.name in NOT_FOR_WORKERS or f.name in CLI_HIDDEN or value is None:
             continue
         flag = "--" + f.name.replace("_", "-")
-        args += [flag if value else f"--no-{flag[2:]}"] if isinstance(value, bool) else [flag, str(value)]
+        text = ",".join(value) if isinstance(value, tuple) else str(value)
+        args += [flag if value else f"--no-{flag[2:]}"] if isinstance(value, bool) else [flag, text]
     return args + ["--worker", address, "--worker-id", name, "--threads", str(threads)]
 
 

@@ -4,9 +4,10 @@
     RUN/frontier/<K>kb/     a run directory of its own (config.json, best.keras, best_hparams.json),
                             so that `export` and `report` work on it as on any tuned run
 
-A budget's model is the trial with the best validation accuracy (then fewer parameters) whose int8
-file fits: its exact size, from converting the model with random weights (`file_bytes`, passed in), not the
-estimate the search ranks by. A larger budget whose best model is a smaller budget's reuses that one.
+A budget's model is the trial with the best validation accuracy (then fewer parameters) whose flash form
+fits: its exact size, from converting the model with random weights (`tuning.limits.Measures`, passed in), not
+the estimate the search ranks by. Under --max-arena-kb it is the smallest form whose arena fits too (a
+LUT-compressed form needs more RAM than the uncompressed one). A larger budget whose best model is a smaller budget's reuses that one.
 Selection reads validation accuracy only. Each chosen trial is retrained for the epochs that fit in
 --final-minutes: unlike the one winner of a plain search, it is not passed over for a faster one,
 since the budget's best model is the point of its budget.
@@ -21,21 +22,18 @@ from pathlib import Path
 
 from mnist_opt import data, rundir, runio
 from mnist_opt.errors import RunDirError
-from mnist_opt.tuning import inputs
+from mnist_opt.tuning import limits
 from mnist_opt.tuning.config import TuneConfig
 from mnist_opt.tuning.retrain import retrain
 from mnist_opt.tuning.select import merit
 from mnist_opt.tuning.size import ESTIMATE_ERROR
 
 Log = Callable[[str], None]
-# The exact size of a design's file, from its hyperparameters and calibration images: what the budgets
-# are checked against. The export stage makes files, so the caller passes it in.
-FileBytes = Callable[[dict, "numpy.ndarray", "int | None"], int]  # (values, calibration images, clusters)
 KB = 1024  # bytes: budgets are in KB of the flash form's raw bytes (export/flash.py), what flash holds
 # Trials estimated up to this much over a budget are converted to learn their exact size: a little
 # more than the estimate's promised error.
 ESTIMATE_SLACK = 1 + ESTIMATE_ERROR + 0.01
-CALIBRATION_IMAGES = 20  # what the size conversion calibrates on: the size does not depend on it
+NO_FIT = float("inf")  # the size of a design no form of which fits the arena limit
 
 
 def name(budget_kb: float) -> str:
@@ -69,9 +67,11 @@ def plan(completed: list[dict], budgets: tuple[float, ...], size: Callable[[dict
         entry = {"budget_kb": kb, "dir": None, "trial_id": None, "reason": None}
         if best is None:
             smallest = min(completed, key=lambda r: r["est_flash_bytes"])
+            bytes_ = size(smallest)
             entry["reason"] = (f"no finished trial's flash form fits in {kb:g} KB ({budget:,} bytes): "
-                               f"the smallest, trial {smallest['id']}, is {size(smallest):,} bytes; search smaller models "
-                               "(--space tiny, or fewer filters in your space) or raise the budget")
+                               f"the smallest, trial {smallest['id']}, is "
+                               + (f"{bytes_:,} bytes" if bytes_ != NO_FIT else "over the arena limit in every form")
+                               + "; search smaller models (--space tiny, or fewer filters in your space) or raise the budget")
         else:
             start = choose([r for r in completed if r.get("start")], budget, size)
             searched = choose([r for r in completed if not r.get("start")], budget, size)
@@ -108,19 +108,14 @@ def retrained(out_dir: Path, record: dict, config: dict) -> bool:
 
 
 def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, completed: list[dict],
-           minutes: Callable[[dict], float], file_bytes: FileBytes, log: Log) -> dict:
+           minutes: Callable[[dict], float], measures: limits.Measures, log: Log) -> dict:
     """Choose each budget's trial, retrain each chosen trial once, write frontier.json and return it.
 
-    `file_bytes(hyperparameters, calibration images, clusters)`: the exact size of a design's flash form (the export
-    stage's `mnist_opt.export.file_size.flash_bytes`, passed in: tuning comes before export).
+    `measures`: the exact size of a design's flash form (the export stage's, passed in: tuning comes before export).
     """
-    representative = inputs.to_inputs(split.x_train[:CALIBRATION_IMAGES]).numpy()
-    sizes: dict[str, int] = {}
-
-    def size(record: dict) -> int:
-        if record["id"] not in sizes:
-            sizes[record["id"]] = file_bytes(record["hyperparameters"], representative, cfg.clusters)
-        return sizes[record["id"]]
+    def size(record: dict) -> float:
+        found = measures.flash_bytes(record["hyperparameters"], cfg.clusters, limits.max_arena_bytes(cfg))
+        return NO_FIT if found is None else found
 
     entries = plan(completed, cfg.budgets, size)
     by_id = {r["id"]: r for r in completed}

@@ -68,3 +68,14 @@ def inherited(hp, values: dict, rng: random.Random):
     if before is not None and before in getattr(hp, "values", [before]):
         return before
     return hp.random_sample(rng.randrange(2**31))
+
+
+def draw(space: keras_tuner.HyperParameters, rng: random.Random) -> dict:
+    """A uniform draw of every parameter `space` makes active, in declaration order: what --tuner pareto starts
+    from when its limits leave few designs (Hyperband's own draw has no way to be told to redraw)."""
+    filled = keras_tuner.HyperParameters()
+    for p in space.space:
+        filled.merge([p])
+        if filled.is_active(p):
+            filled.values[p.name] = p.random_sample(rng.randrange(2**31))
+    return dict(filled.values)

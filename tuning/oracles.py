@@ -18,6 +18,7 @@ from mnist_opt import workarounds
 from mnist_opt.tuning import mutate, pareto
 
 MUTATION_SHARE = 0.75  # of --tuner pareto's new trials: neighbours of the front; the others uniform draws
+STEER_ATTEMPTS = 200  # draws tried for one new trial under tight limits before Hyperband's own is taken
 
 
 class StartsFirst:
@@ -46,21 +47,24 @@ class ParetoHyperbandOracle(HyperbandOracle):
     """Hyperband for the accuracy-size front (MO-ASHA, Schmucker et al. 2021).
 
     Brackets, rounds and epochs are Hyperband's; only the choice of whom a round promotes differs:
-    by non-dominated rank of (score, size) among the round's finished trials, then by crowding
+    by non-dominated rank of (score, costs) among the round's finished trials, then by crowding
     distance, instead of by score alone. So a small model that is the best of its size goes on
     to more epochs, where plain Hyperband would drop it for a larger one that scores a little more
-    in one epoch. `size(hyperparameters)` is a trial's estimated flash bytes, known before it trains.
-    Most new trials are neighbours of the front's members (`mutant`), the rest Hyperband's uniform draws.
+    in one epoch. `costs(hyperparameters)` is a trial's estimated flash bytes (and, with the arena objective,
+    its TensorFlow Lite Micro arena), known before it trains; `fits(hyperparameters)`, whether it meets the
+    search's limits. Most new trials are neighbours of the front's members (`mutant`), the rest uniform draws;
+    with `steer`, draws that do not fit are made again (up to STEER_ATTEMPTS), so tight limits do not leave
+    Hyperband's rounds full of skipped trials.
     The order is computed from the trials alone, so a resumed search promotes as an uninterrupted one.
     """
 
     attempt = 0  # `mutant`'s proposals for the trial being made: each has a seed of its own
     mutation_share = MUTATION_SHARE
 
-    def __init__(self, *args, size: Callable[[keras_tuner.HyperParameters], float], max_size: float | None = None,
-                 **kwargs):
+    def __init__(self, *args, costs: Callable[[keras_tuner.HyperParameters], tuple],
+                 fits: Callable[[keras_tuner.HyperParameters], bool] = lambda hp: True, steer: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        self.size, self.max_size = size, max_size
+        self.costs, self.fits, self.steer = costs, fits, steer
 
     def populate_space(self, trial_id):
         self.attempt = 0
@@ -72,25 +76,34 @@ class ParetoHyperbandOracle(HyperbandOracle):
         trials in the order the file system lists them, and `mutant` picks by position)."""
         done = sorted((t for t in self.trials.values() if t.status == "COMPLETED" and t.score is not None),
                       key=lambda t: int(t.trial_id))
-        rank = pareto.ranks([(t.score, self.size(t.hyperparameters)) for t in done])
+        rank = pareto.ranks([(t.score, *self.costs(t.hyperparameters)) for t in done])
         return [t for t, r in zip(done, rank) if r == 0]
 
     def mutant(self) -> dict | None:
         """A new trial's values: for `mutation_share` of them a neighbour (`tuning.mutate`) of a random member
-        of the front that fits under `max_size`, else None (Hyperband's uniform draw). Seeded by the search's
-        seed and the number of trials made, so that a resumed search draws as an uninterrupted one."""
+        of the front that fits the limits, else None (Hyperband's uniform draw); with `steer`, a uniform draw
+        that fits instead of Hyperband's. Seeded by the search's seed and the number of trials made, so that a
+        resumed search draws as an uninterrupted one."""
         rng = random.Random(f"{self.seed}:{len(self.trials)}:{self.attempt}")
         self.attempt += 1
         front = self.front()
-        if not front or rng.random() >= self.mutation_share:
+        values = None
+        if front and rng.random() < self.mutation_share:
+            values = mutate.neighbour(rng.choice(front).hyperparameters.values, self.hyperparameters, rng)
+            if values is not None and self.fits(self._hp(values)):
+                return values
+        if not self.steer:
             return None
-        parent = rng.choice(front)
-        values = mutate.neighbour(parent.hyperparameters.values, self.hyperparameters, rng)
-        if values is None:
-            return None
+        for _ in range(STEER_ATTEMPTS):
+            values = mutate.draw(self.hyperparameters, rng)
+            if self.fits(self._hp(values)):
+                return values
+        return None
+
+    def _hp(self, values: dict) -> keras_tuner.HyperParameters:
         hp = self.hyperparameters.copy()
         hp.values = dict(values)
-        return values if self.max_size is None or self.size(hp) <= self.max_size else None
+        return hp
 
     def promotion_keys(self) -> dict:
         """Each trial a round could promote now -> its place in MO-ASHA's order, as a score (higher first).
@@ -103,7 +116,7 @@ class ParetoHyperbandOracle(HyperbandOracle):
         for done, taken in workarounds.hyperband_rounds(self):
             finished = [t for trial_id in done
                         if (t := self.trials.get(trial_id)) is not None and t.status == "COMPLETED"]
-            placed = pareto.order([(t.score, self.size(t.hyperparameters)) for t in finished])
+            placed = pareto.order([(t.score, *self.costs(t.hyperparameters)) for t in finished])
             for place, i in enumerate(placed):
                 if finished[i].trial_id not in taken:
                     keys[finished[i]] = -place

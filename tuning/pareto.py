@@ -1,19 +1,23 @@
 """The accuracy-size trade-off of a search: Pareto ranks and the hypervolume of a front.
 
-Objectives: validation accuracy (higher is better) and the estimated flash form's bytes (fewer
-is better). Rank 0 is the non-dominated set (the front); rank k the front once ranks < k are removed.
+Objectives: validation accuracy (higher is better), then one or more costs in bytes (fewer is better):
+the estimated flash form's and, with `--objectives accuracy,flash,arena`, the TensorFlow Lite Micro arena.
+Rank 0 is the non-dominated set (the front); rank k the front once ranks < k are removed.
 """
 
 from __future__ import annotations
 
 import math
 
-Point = tuple[float, float]  # (accuracy, bytes)
+Point = tuple[float, ...]  # (accuracy, bytes, ...)
+
+# Where each objective other than accuracy is in a trial's record.
+RECORD_KEYS = {"flash": "est_flash_bytes", "arena": "arena_bytes"}
 
 
 def dominates(a: Point, b: Point) -> bool:
-    """a is at least as good as b on both objectives and better on one."""
-    return a[0] >= b[0] and a[1] <= b[1] and a != b
+    """a is at least as good as b on every objective and better on one."""
+    return a[0] >= b[0] and all(x <= y for x, y in zip(a[1:], b[1:])) and a != b
 
 
 def ranks(points: list[Point]) -> list[int]:
@@ -39,7 +43,7 @@ def crowding(points: list[Point]) -> list[float]:
     distance = [0.0] * n
     if not n:
         return distance
-    for values in ([p[0] for p in points], [math.log2(p[1]) for p in points]):
+    for values in [[p[0] for p in points]] + [[math.log2(p[k]) for p in points] for k in range(1, len(points[0]))]:
         order = sorted(range(n), key=values.__getitem__)
         span = values[order[-1]] - values[order[0]]
         distance[order[0]] = distance[order[-1]] = math.inf
@@ -79,8 +83,13 @@ def hypervolume(points: list[Point], reference: Point) -> float:
     return area
 
 
-def annotate(records: list[dict]) -> list[dict]:
-    """The records with `pareto_rank` set on completed trials (None on the others)."""
+def point(record: dict, objectives=("accuracy", "flash")) -> Point:
+    """A completed trial's objectives: (val_accuracy, bytes of each cost objective)."""
+    return (record["val_accuracy"], *(record[RECORD_KEYS[o]] for o in objectives[1:]))
+
+
+def annotate(records: list[dict], objectives=("accuracy", "flash")) -> list[dict]:
+    """The records with `pareto_rank` set on completed trials (None on the others), over `objectives`."""
     done = [r for r in records if r["status"] == "completed"]
-    by_id = dict(zip((r["id"] for r in done), ranks([(r["val_accuracy"], r["est_flash_bytes"]) for r in done])))
+    by_id = dict(zip((r["id"] for r in done), ranks([point(r, objectives) for r in done])))
     return [dict(r, pareto_rank=by_id.get(r["id"])) for r in records]

@@ -13,12 +13,11 @@ import tensorflow as tf
 from keras_tuner.engine import trial as trial_module
 
 from mnist_opt import data, rundir, runio, runtime, workarounds
-from mnist_opt.tuning import inputs, oracles, pareto, train
+from mnist_opt.tuning import inputs, limits, oracles, pareto, train
 from mnist_opt.tuning.config import TuneConfig
 from mnist_opt.tuning.architecture import compile_model
 from mnist_opt.tuning.describe import describe
 from mnist_opt.tuning.hypermodel import sample
-from mnist_opt.tuning.size import count_params, estimate_flash_bytes
 from mnist_opt.tuning.trial import OverBudget, trial_data
 
 MAX_CONSECUTIVE_FAILURES = 5  # a broken setup fails every trial; stop paying for it early
@@ -44,8 +43,9 @@ class TrialRecorder:
         workarounds.init_tuner(self, oracle, **kwargs)
         self.starts = starts  # the oracle's; a distributed worker's oracle is a client without them
 
-    def setup(self, cfg: TuneConfig, split: data.Split, run_dir: Path, log: Log, trials_path: Path | None = None):
-        self.cfg, self.split, self.run_dir, self.log = cfg, split, run_dir, log
+    def setup(self, cfg: TuneConfig, split: data.Split, run_dir: Path, log: Log, trials_path: Path | None = None,
+              measures: limits.Measures | None = None):
+        self.cfg, self.split, self.run_dir, self.log, self.measures = cfg, split, run_dir, log, measures
         self.trials_path = trials_path or run_dir / rundir.TRIALS  # a distributed worker keeps its own
         self.records = {r["id"]: r for r in runio.read_json(self.trials_path)} if self.trials_path.exists() else {}
         self.errors: dict[str, BaseException] = {}
@@ -63,12 +63,8 @@ class TrialRecorder:
     def run_trial(self, trial, *args, **kwargs):
         values = self.values(trial.hyperparameters)
         try:
-            params = count_params(values)
-            if self.cfg.max_params is not None and params > self.cfg.max_params:
-                raise OverBudget(f"{params:,} parameters > --max-params {self.cfg.max_params:,}")
-            size = estimate_flash_bytes(values, self.cfg.clusters)
-            if self.cfg.max_kb is not None and size > self.cfg.max_kb * 1024:
-                raise OverBudget(f"estimated flash form {size / 1024:,.1f} KB > --max-kb {self.cfg.max_kb:g}")
+            if reason := limits.over(values, self.cfg, self.measures):
+                raise OverBudget(reason)
             # Each trial's weights and batches depend only on the seed and its id,
             # so a resumed search retrains an interrupted trial exactly.
             keras.utils.set_random_seed(self.cfg.seed + int(trial.trial_id))
@@ -100,7 +96,7 @@ class TrialRecorder:
         ended = self.oracle.get_trial(trial.trial_id)  # from the chief, for a distributed worker
         record = self.record(ended, time.perf_counter() - self.started.pop(trial.trial_id))
         self.records[record["id"]] = record
-        runio.write_json(self.trials_path, pareto.annotate(list(self.records.values())))
+        runio.write_json(self.trials_path, pareto.annotate(list(self.records.values()), self.cfg.objectives))
         self.log(describe(record, len(self.records), self.cfg.trials_limit()))
         recent = [r["status"] for r in self.records.values() if r["status"] != "skipped"]
         if len(recent) >= MAX_CONSECUTIVE_FAILURES and set(recent[-MAX_CONSECUTIVE_FAILURES:]) == {"failed"}:
@@ -134,8 +130,7 @@ class TrialRecorder:
             "hyperparameters": values,
             "epochs": hp.get("tuner/epochs", self.cfg.max_epochs),
             "val_accuracy": float(trial.score) if status == "completed" else None,
-            "params": count_params(values),
-            "est_flash_bytes": estimate_flash_bytes(values, self.cfg.clusters),
+            **limits.figures(values, self.cfg, self.measures),  # params, macs, est_flash_bytes, arena_bytes
             "epochs_run": self.epochs_run.pop(trial.trial_id, None),  # in this trial (Hyperband resumes some)
             "seconds": None if seconds is None else round(seconds, 2),
             "error": message,

@@ -1,6 +1,6 @@
-"""Parameters and flash size of `build_cnn(values)`, computed without building the model.
+"""Parameters, multiply-accumulates and flash size of `build_cnn(values)`, computed without building the model.
 
-What --max-params and --max-kb check before a trial pays for a graph.
+What --max-params, --max-macs and --max-kb check before a trial pays for a graph.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ ESTIMATE_ERROR = 0.05
 
 
 def _weight_layers(values: dict):
-    """(kind, weights, units) of each conv, depthwise and dense layer of `build_cnn(values)`, in order."""
+    """(kind, weights, units, positions) of each conv, depthwise and dense layer of `build_cnn(values)`, in order;
+    `positions`: the output pixels each weight is applied at (1 for a dense layer)."""
     v = architecture(values)
     height, width, channels = input_shape(v)
     for kind, _, kernel, stride, filters in layer_plan(v):
@@ -24,11 +25,11 @@ def _weight_layers(values: dict):
             continue
         height, width = -(-height // stride), -(-width // stride)  # "same" padding
         weights = kernel * kernel * (1 if kind == "depthwise" else channels) * filters
-        yield kind, weights, filters
+        yield kind, weights, filters, height * width
         channels = filters
     features = channels if v["global_pooling"] else height * width * channels
     for units in ([v["dense_units"]] if v["dense_units"] > 0 else []) + [v["classes"]]:
-        yield "dense", features * units, units
+        yield "dense", features * units, units, 1
         features = units
 
 
@@ -39,7 +40,32 @@ def count_params(values: dict) -> int:
     """
     bn = values["batch_norm"]
     # A conv with batch norm has no bias but 4 values per channel (gamma, beta, moving mean and variance).
-    return sum(w + (4 * units if bn and kind != "dense" else units) for kind, w, units in _weight_layers(values))
+    return sum(w + (4 * units if bn and kind != "dense" else units) for kind, w, units, _ in _weight_layers(values))
+
+
+def count_macs(values: dict) -> int:
+    """Multiply-accumulates of one inference of `build_cnn(values)`: each conv, depthwise and dense weight times
+    the output pixels it is applied at (batch norm is folded into the convs; pooling, ReLU and softmax are not
+    multiply-accumulates). What --max-macs checks and the report's latency estimate starts from."""
+    return sum(w * positions for _, w, _, positions in _weight_layers(values))
+
+
+def peak_activation_bytes(values: dict) -> int:
+    """The most int8 activation bytes one op of `build_cnn(values)` reads and writes at once (its input and output
+    maps): a lower bound on its TensorFlow Lite Micro arena, which adds the interpreter's own structures. What
+    --max-arena-kb rules designs out by before converting them (`tuning.limits`)."""
+    v = architecture(values)
+    height, width, channels = input_shape(v)
+    peak = 0
+    for kind, _, _, stride, filters in layer_plan(v):
+        before = height * width * channels
+        if kind == "pool":
+            height, width = height // 2, width // 2
+        else:
+            height, width = -(-height // stride), -(-width // stride)  # "same" padding
+            channels = filters
+        peak = max(peak, before + height * width * channels)
+    return peak
 
 
 # The flash form of the int8 file (`mnist_opt.export.flash.slim`), fitted by least squares of the relative
@@ -83,7 +109,7 @@ def estimate_flash_bytes(values: dict, clusters: int | None = None) -> int:
     """
     pools = sum(kind == "pool" for kind, *_ in layer_plan(architecture(values)))
     total = FLASH_FIXED_BYTES + FLASH_BYTES_PER_POOL * pools
-    for kind, w, units in _weight_layers(values):
+    for kind, w, units, _ in _weight_layers(values):
         stored = w
         if clusters is not None and kind != "depthwise" and lut_pays(w, units, clusters):  # tfmot clusters no depthwise
             stored = lut_bytes(w, units, clusters) + FLASH_BYTES_PER_DECODE

@@ -22,7 +22,7 @@ from pathlib import Path
 from mnist_opt import data, rundir, runio, runtime
 from mnist_opt.errors import RunDirError, SearchFailed
 from mnist_opt.tuning import frontier, space as space_module
-from mnist_opt.tuning.frontier import FileBytes
+from mnist_opt.tuning.limits import Measures, needs_measures
 from mnist_opt.tuning.config import ADDED_FIELDS, TuneConfig
 from mnist_opt.tuning.retrain import retrain
 from mnist_opt.tuning.search import search
@@ -77,21 +77,22 @@ def prepare_run_dir(cfg: TuneConfig, settings: dict) -> Path:
     return run_dir
 
 
-def tune(cfg: TuneConfig, log: Log = lambda line: None, file_bytes: FileBytes | None = None) -> TuneResult:
+def tune(cfg: TuneConfig, log: Log = lambda line: None, measures: Measures | None = None) -> TuneResult:
     """The tuning stage: search, check the trials, retrain the winner, save.
 
-    `file_bytes` measures a design's exact file size; a run with --budgets needs it
-    (`mnist_opt.workflow.tune` passes the export stage's).
+    `measures` converts designs to learn their exact flash form and arena; a run with --budgets, --max-arena-kb
+    or the arena objective needs it (`mnist_opt.workflow.tune` passes the export stage's).
     """
-    check_file_bytes(cfg, file_bytes)
+    check_measures(cfg, measures)
     space, split, run_dir = start(cfg, log=log)
-    records = search(cfg, space, split, run_dir, log)  # resumes where a killed one stopped
-    return finish(cfg, space, split, run_dir, records, log, file_bytes)
+    records = search(cfg, space, split, run_dir, log, measures=measures)  # resumes where a killed one stopped
+    return finish(cfg, space, split, run_dir, records, log, measures)
 
 
-def check_file_bytes(cfg: TuneConfig, file_bytes: FileBytes | None) -> None:
-    if cfg.budgets and file_bytes is None:
-        raise TypeError("a search with budgets needs file_bytes, the exact size of a design's file")
+def check_measures(cfg: TuneConfig, measures: Measures | None) -> None:
+    if needs_measures(cfg) and measures is None:
+        raise TypeError("a search with budgets or an arena limit or objective needs measures, "
+                        "the exact flash form and arena of a design")
 
 
 def start(cfg: TuneConfig, write: bool = True, log: Log = lambda line: None) -> tuple:
@@ -119,15 +120,20 @@ def start(cfg: TuneConfig, write: bool = True, log: Log = lambda line: None) -> 
 
 
 def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, records: list[dict], log: Log,
-           file_bytes: FileBytes | None = None) -> TuneResult:
+           measures: Measures | None = None) -> TuneResult:
     """Check the trials, retrain the winner on the whole train split, save best.keras."""
     # A search with no completed trial has no result.
     counts = {s: sum(r["status"] == s for r in records) for s in ("completed", "failed", "skipped")}
     completed = [r for r in records if r["status"] == "completed"]
     if not completed:
         first = next((r["error"] for r in records if r["error"]), "no trial ran")
+        arenas = [r for r in records if r.get("arena_bytes") is not None]
+        smallest = min(arenas, key=lambda r: r["arena_bytes"]) if arenas else None
         raise SearchFailed(f"no trial completed ({counts['failed']} failed, {counts['skipped']} skipped); "
-                           f"first error: {first}")
+                           f"first error: {first}" + ("" if smallest is None or cfg.max_arena_kb is None else
+                           f"; the smallest arena seen was trial {smallest['id']}'s, {smallest['arena_bytes']:,} bytes "
+                           f"against --max-arena-kb {cfg.max_arena_kb:g} ({int(cfg.max_arena_kb * 1024):,} bytes): "
+                           "raise the limit, or search smaller designs (a space with narrower stride-2 stems)"))
     top = max(completed, key=merit)
     log(f"search done: {counts['completed']} completed, {counts['failed']} failed, {counts['skipped']} skipped; "
         f"best trial {top['id']} val_accuracy {top['val_accuracy']:.4f}")
@@ -143,8 +149,8 @@ def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, records: li
         return measured[record["id"]]
 
     if cfg.budgets:  # one model per size budget instead of one winner
-        check_file_bytes(cfg, file_bytes)
-        doc = frontier.finish(cfg, space, split, run_dir, completed, estimate, file_bytes, log)
+        check_measures(cfg, measures)
+        doc = frontier.finish(cfg, space, split, run_dir, completed, estimate, measures, log)
         return TuneResult(run_dir, None, counts, frontier=doc)
     (run_dir / rundir.FRONTIER).unlink(missing_ok=True)  # one winner now: no longer a frontier run
     best = winner(completed, cfg, estimate, log)  # top, unless it cannot be retrained in time

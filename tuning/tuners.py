@@ -11,6 +11,7 @@ from mnist_opt.tuning import oracles, train
 from mnist_opt.tuning.config import TuneConfig
 from mnist_opt.tuning.hypermodel import CNNHyperModel, sample
 from mnist_opt.tuning.recorder import FreshOptimizer, TrialRecorder
+from mnist_opt.tuning import limits
 from mnist_opt.tuning.size import estimate_flash_bytes
 
 HYPERBAND_FACTOR = 3  # keeps the best third of each round: Hyperband's usual setting
@@ -39,7 +40,7 @@ def require_workarounds(cfg: TuneConfig) -> None:
         workarounds.require(name)
 
 
-def make_tuner(cfg: TuneConfig, space, run_dir: Path):
+def make_tuner(cfg: TuneConfig, space, run_dir: Path, measures: limits.Measures | None = None):
     require_workarounds(cfg)
     workarounds.quiet_keras_tuner()  # failures go to trials.json and one line each, not tracebacks
     base, oracle_class = TUNERS[cfg.tuner]
@@ -53,9 +54,11 @@ def make_tuner(cfg: TuneConfig, space, run_dir: Path):
         max_consecutive_failed_trials=10**9,  # our own rule above ignores skipped trials
         starts=starts,
     )
-    if cfg.tuner == "pareto":  # each trial's size, known before it trains, is its second objective
-        kwargs["size"] = lambda hp: estimate_flash_bytes(sample(space, hp.copy()), cfg.clusters)
-        kwargs["max_size"] = None if cfg.max_kb is None else cfg.max_kb * 1024
+    if cfg.tuner == "pareto":  # each trial's costs, known before it trains, are its other objectives
+        kwargs["costs"] = lambda hp: costs(sample(space, hp.copy()), cfg, measures)
+        kwargs["fits"] = lambda hp: limits.over(sample(space, hp.copy()), cfg, measures) is None
+        # The arena and MAC limits leave few designs: new trials are drawn until one fits (--max-kb alone, as before).
+        kwargs["steer"] = cfg.max_arena_kb is not None or cfg.max_macs is not None
     if cfg.hyperband():
         # With --max-trials, brackets repeat until that many trials ran; without, one Hyperband iteration.
         oracle = oracle_class(max_epochs=cfg.max_epochs, factor=HYPERBAND_FACTOR, **kwargs,
@@ -67,3 +70,9 @@ def make_tuner(cfg: TuneConfig, space, run_dir: Path):
     hypermodel = CNNHyperModel(space, train.STEPS_PER_EXECUTION, runtime.training_dtype())
     return cls(oracle=oracle, starts=starts, hypermodel=hypermodel, directory=str(run_dir), project_name="tuner",
                overwrite=False)
+
+
+def costs(values: dict, cfg: TuneConfig, measures: limits.Measures | None) -> tuple[float, ...]:
+    """A design's cost objectives for --tuner pareto, in `cfg.objectives`' order after accuracy."""
+    return tuple(estimate_flash_bytes(values, cfg.clusters) if o == "flash" else measures.arena_bytes(values)
+                 for o in cfg.objectives[1:])
