@@ -52,6 +52,10 @@ def test_help_does_not_import_tensorflow(seed):
     (lambda p: ["--data", str(p / "bad.toml")], "cannot be read as .npz"),
     (lambda p: ["--run-dir", str(p / "bad.toml")], "exists and is not a directory"),
     (lambda p: ["--run-dir", "/sys/kernel"], "run directory /sys/kernel: not writable"),
+    (lambda p: ["--objectives", "flash,accuracy"], "--objectives: expected accuracy and then flash, arena or both"),
+    (lambda p: ["--objectives", "accuracy,ram"], "got 'accuracy,ram'"),
+    (lambda p: ["--device", "cortex-m99"], "cortex-m99"),
+    (lambda p: ["--device", str(p / "bad.toml")], "bad.toml"),
 ])
 def test_bad_input_exits_2_with_a_message_and_writes_nothing(seed, tmp_path, make_args, expected):
     (tmp_path / "bad.toml").write_text("[hyperparameters]\ndropout = 2.0\n")

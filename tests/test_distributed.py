@@ -160,15 +160,23 @@ def test_a_silent_remote_worker_is_given_up(tmp_path):
     assert gone[0] == "w0" and "trial given up" in gone[1]
 
 
-@pytest.mark.parametrize("starts", [True, False])
-def test_workers_are_started_with_the_chiefs_search_settings(tmp_path, monkeypatch, starts):
-    """What `--workers N` runs, read back by the CLI: the same search settings as the chief's."""
-    cfg = TuneConfig(space="tiny", tuner="random", starts=starts, max_trials=3, max_epochs=2, train_subset=700,
-                     seed=5, max_params=9000, max_kb=20.0, final_epochs=2, run_dir=str(tmp_path / "run"))
+DEVICE_LIMITS = dict(max_arena_kb=6.5, max_macs=400000, objectives=("accuracy", "flash", "arena"),
+                     device={"name": "board"})
+
+
+@pytest.mark.parametrize("starts, limits", [(True, {}), (False, {}), (True, DEVICE_LIMITS)],
+                         ids=["starts", "no-starts", "device-limits"])
+def test_workers_are_started_with_the_chiefs_search_settings(tmp_path, monkeypatch, starts, limits):
+    """What `--workers N` runs, read back by the CLI: the same search settings as the chief's (the arena and MAC
+    limits and the objectives included; the device profile is the chief's report's, and not a search setting)."""
+    cfg = TuneConfig(space="tiny", tuner="pareto" if limits else "random", starts=starts, max_trials=3, max_epochs=2,
+                     train_subset=700, seed=5, max_params=9000, max_kb=20.0, final_epochs=2,
+                     run_dir=str(tmp_path / "run"), **limits)
     seen = []
 
-    def worker(c, address, worker_id, log):
+    def worker(c, address, worker_id, log, measures=None):
         seen.append((c, address, worker_id))
+        assert (measures is not None) == bool(limits)  # a worker checks each trial's arena where it runs it
         return {"completed": 0}
 
     monkeypatch.setattr(distributed, "worker", worker)
@@ -180,6 +188,7 @@ def test_workers_are_started_with_the_chiefs_search_settings(tmp_path, monkeypat
     (c, address, worker_id), = seen
     assert c.search_settings() == cfg.search_settings() and c.run_dir == cfg.run_dir
     assert (address, worker_id) == ("127.0.0.1:8470", "worker0")
+    assert "--device" not in command and c.device is None
 
 
 @pytest.mark.slow
@@ -204,3 +213,27 @@ def test_a_pareto_search_runs_with_two_workers_and_the_chief_retrains_each_budge
     (entry,) = json.loads((run_dir / "frontier.json").read_text())["entries"]
     assert entry["trial_id"] in {t["id"] for t in trials} and entry["flash_bytes"] <= 12 * 1024
     assert (run_dir / entry["dir"] / "best.keras").is_file()
+
+
+@pytest.mark.slow
+def test_two_workers_keep_the_arena_and_mac_limits_and_a_rerun_resumes(tmp_path):
+    """Each worker checks the limits where it runs a trial: no completed trial is over either, every trial
+    records its arena and MACs, and the same command again resumes the finished search instead of redoing it."""
+    run_dir = tmp_path / "run"
+    args = ("tune", "--space", "tiny", "--tuner", "pareto", "--max-trials", "5", "--max-epochs", "1",
+            "--train-subset", "500", "--final-epochs", "1", "--seed", "7", "--max-arena-kb", "6", "--max-macs",
+            "300000", "--run-dir", str(run_dir), "--workers", "2")
+    for attempt in range(2):
+        proc = mnist_opt(*args)
+        out = Output(proc)
+        try:
+            assert proc.wait(600) == 0, out.text()
+        finally:
+            proc.kill()
+        trials = json.loads((run_dir / "trials.json").read_text())
+        if attempt == 0:
+            first = trials
+    assert trials == first and "resuming" in out.text()
+    done = [t for t in trials if t["status"] == "completed"]
+    assert done and all(t["arena_bytes"] <= 6 * 1024 and t["macs"] <= 300000 for t in done)
+    assert all(t["arena_bytes"] is not None and t["macs"] > 0 for t in trials)

@@ -178,3 +178,31 @@ def test_micro_keeps_only_the_sources_of_listed_variants_that_run(tmp_path):
     assert "`int8.h`" in (micro_dir / "README.md").read_text()
     tidy_micro(micro_dir, variants[1:], [str(i) for i in range(10)])  # none runs any more: no sources, no README
     assert list(micro_dir.iterdir()) == []
+
+
+def test_no_microcontroller_file_is_over_the_arena_limit(smoke_export, tmp_path):
+    """Under `tune --max-arena-kb`, a LUT-compressed form over the limit gives way to the uncompressed one, and a
+    file whose every form is over it gets no TFLite Micro files; every file written is within it (measured)."""
+    from mnist_opt import data
+    from mnist_opt.export import micro
+    from mnist_opt.export.export import micro_files
+    from mnist_opt.tuning import inputs
+
+    run_dir, _ = smoke_export
+    manifest = json.loads((run_dir / "export" / "manifest.json").read_text())
+    v = next(v for v in manifest["variants"] if v.get("micro", {}).get("lut"))  # compressed: more arena than its twin
+    model, names = (run_dir / "export" / v["file"]).read_bytes(), manifest["class_names"]
+    images = inputs.to_inputs(data.load_split(0).x_val[:50]).numpy()
+    lean = v["micro"]["uncompressed"]["arena_bytes"]
+    assert lean < v["micro"]["arena_bytes"]
+
+    m = micro_files(v["name"], model, v, tmp_path / "a", 1000, images, names, max_arena=lean)["micro"]
+    assert m["runs"] and m["arena_bytes"] == lean and m["lut"] == [] and m["uncompressed"] is None
+    assert any("--max-arena-kb" in d for d in m["dropped"])
+    assert (tmp_path / "a" / m["file"]).read_bytes() == (run_dir / "export" / v["micro"]["uncompressed"]["file"]).read_bytes()
+    written = list((tmp_path / "a" / "micro").glob("*.tflite"))
+    assert written and all(micro.arena_bytes(f.read_bytes()) <= lean for f in written)
+
+    m = micro_files(v["name"], model, v, tmp_path / "b", 1000, images, names, max_arena=lean - 16)["micro"]
+    assert not m["runs"] and m["file"] is None and "--max-arena-kb" in m["error"]
+    assert not (tmp_path / "b" / "micro").exists()

@@ -3,17 +3,18 @@
 Keras 3 build and training -> bridge to tf_keras -> pruning -> pruning-preserving QAT, clustering and
 PCQAT -> full-integer TFLite -> TFLite Micro, with the invariants each step promises: the bridge agrees,
 the sparsity is reached and kept, the clusters are kept, each int8 file agrees with its Keras source and
-runs in TFLite Micro, and the size estimate is close to the real file.
+runs in TFLite Micro, and the size and arena estimates are close to the real file's.
 """
 
 import numpy as np
 import pytest
 
-from mnist_opt.export import bridge, cluster, flash, flatbuffer, litert, micro, prune, quantize, tflite
+from mnist_opt.export import bridge, cluster, file_size, flash, flatbuffer, litert, micro, prune, quantize, tflite
 from mnist_opt import data
 from mnist_opt.tuning import inputs
 from mnist_opt.tuning.architecture import BASELINE, build_cnn, compile_model
-from mnist_opt.tuning.size import ESTIMATE_ERROR, count_params, estimate_flash_bytes
+from mnist_opt.tuning.limits import ARENA_ERROR
+from mnist_opt.tuning.size import ESTIMATE_ERROR, count_params, estimate_flash_bytes, peak_activation_bytes
 
 pytestmark = pytest.mark.slow  # each test trains models through every stage (make test-fast leaves them out)
 
@@ -87,5 +88,10 @@ def test_layer_kind_goes_through_bridge_prune_qat_and_int8(seed, split, values):
             assert abs(flatbuffer.sparsity(kernels) - reached) <= 0.02, kernels
     # What --max-kb and the Pareto search trust: the estimate made before training, against the trained
     # model's file (within ESTIMATE_ERROR on every layer kind).
-    real = len(flash.slim(tflite.convert(legacy, "int8", representative)))
+    slim = flash.slim(tflite.convert(legacy, "int8", representative))
+    real = len(slim)
     assert abs(estimate_flash_bytes(values) - real) <= ESTIMATE_ERROR * real, (estimate_flash_bytes(values), real)
+    # What --max-arena-kb trusts: the arena planned before training (random weights), against the trained file's.
+    measured, before = micro.arena_bytes(slim), file_size.arena_bytes(values, representative)
+    assert abs(before - measured) <= ARENA_ERROR * measured, (before, measured)
+    assert peak_activation_bytes(values) <= measured

@@ -105,6 +105,10 @@ def _size(hp) -> float:
     return 1000 + 10000 * abs(hp["x"] - 0.5)
 
 
+def _costs(hp) -> tuple:
+    return (_size(hp),)
+
+
 def _rounds(ran: list[dict]) -> dict:
     """(bracket, round) -> the trials run in it."""
     rounds = {}
@@ -114,7 +118,7 @@ def _rounds(ran: list[dict]) -> dict:
 
 
 def test_pareto_hyperband_promotes_by_rank_and_spread_not_score_alone(tmp_path):
-    pareto_oracle = _oracle(tmp_path, oracles.ParetoHyperbandOracle, starts=(), size=_size)
+    pareto_oracle = _oracle(tmp_path, oracles.ParetoHyperbandOracle, starts=(), costs=_costs)
     pareto_oracle.mutation_share = 0.0  # Hyperband's own draws, to compare the promotions alone
     ours = _drive(pareto_oracle)
     theirs = _drive(_oracle(tmp_path, keras_tuner.oracles.HyperbandOracle, name="kt"))
@@ -145,7 +149,7 @@ def test_pareto_hyperband_promotes_by_rank_and_spread_not_score_alone(tmp_path):
 
 @pytest.mark.parametrize("killed_at", [3, 12])  # in the first round, and among the promotions
 def test_a_killed_pareto_search_resumes_to_the_same_trials_and_front(tmp_path, killed_at):
-    make = lambda name: _oracle(tmp_path, oracles.ParetoHyperbandOracle, name=name, size=_size)  # noqa: E731
+    make = lambda name: _oracle(tmp_path, oracles.ParetoHyperbandOracle, name=name, costs=_costs)  # noqa: E731
     whole = _drive(make("whole"))
     first = make("split")
     done = [_run(first, first.create_trial("tuner0")) for _ in range(killed_at)]

@@ -83,3 +83,30 @@ def test_order_puts_every_rank_before_the_next_and_spreads_a_rank_by_crowding(se
         members = [i for i in range(len(points)) if rank[i] == k]  # crowding within the rank
         crowd = dict(zip(members, pareto.crowding([points[i] for i in members])))
         assert [crowd[i] for i in placed if rank[i] == k] == sorted(crowd.values(), reverse=True)
+
+
+def _points3(seed: int, n: int = 40) -> list[tuple[float, float, float]]:
+    rng = random.Random(seed)  # accuracy, flash bytes, arena bytes: coarse, so that ties occur
+    return [(rng.randint(90, 100) / 100, rng.randint(4, 64) * 1024, rng.randint(2, 16) * 1024) for _ in range(n)]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_three_objectives_rank_zero_is_exactly_the_non_dominated_set(seed):
+    points = _points3(seed)
+    rank = pareto.ranks(points)
+    for i, p in enumerate(points):
+        dominated = any(q[0] >= p[0] and q[1] <= p[1] and q[2] <= p[2] and q != p for q in points)
+        assert (rank[i] == 0) == (not dominated)
+    # The third objective counts: a point that is only smaller in arena is on the front too.
+    assert pareto.ranks([(0.99, 8000, 9000), (0.99, 8000, 5000), (0.98, 9000, 4000)]) == [1, 0, 0]
+    order = pareto.order(points)
+    assert sorted(order) == list(range(len(points))) and [rank[i] for i in order] == sorted(rank)
+
+
+def test_annotate_ranks_by_the_objectives_asked_for():
+    records = [{"id": "0", "status": "completed", "val_accuracy": 0.99, "est_flash_bytes": 8000, "arena_bytes": 9000},
+               {"id": "1", "status": "completed", "val_accuracy": 0.99, "est_flash_bytes": 9000, "arena_bytes": 4000}]
+    ranked = lambda objectives: [r["pareto_rank"] for r in pareto.annotate(records, objectives)]  # noqa: E731
+    assert ranked(("accuracy", "flash")) == [0, 1]
+    assert ranked(("accuracy", "arena")) == [1, 0]
+    assert ranked(("accuracy", "flash", "arena")) == [0, 0]

@@ -13,15 +13,17 @@ def _cfg(tmp_path, **kw):
     return TuneConfig(**{**base, **kw})
 
 
-def test_a_search_with_budgets_needs_the_file_size_and_the_workflow_gives_it(tmp_path):
+@pytest.mark.parametrize("limit", [dict(budgets=(8.0,)), dict(max_arena_kb=6.0), dict(objectives=("accuracy", "arena"))])
+def test_a_search_that_converts_designs_needs_the_measures_and_the_workflow_gives_them(tmp_path, limit):
     from mnist_opt import workflow
-    from mnist_opt.export.file_size import flash_bytes
+    from mnist_opt.export.file_size import arena_bytes, flash_bytes
 
-    cfg = _cfg(tmp_path, budgets=(8.0,))
-    with pytest.raises(TypeError, match="file_bytes"):
+    cfg = _cfg(tmp_path, **limit)
+    with pytest.raises(TypeError, match="measures"):
         tune.tune(cfg)
     assert not (tmp_path / "run").exists()
-    assert workflow.file_bytes(cfg) is flash_bytes and workflow.file_bytes(_cfg(tmp_path)) is None
+    measures = workflow.measures(cfg)
+    assert measures.flash is flash_bytes and measures.arena is arena_bytes and workflow.measures(_cfg(tmp_path)) is None
 
 
 def test_over_budget_trials_are_skipped_untrained(seed, tmp_path):

@@ -64,6 +64,18 @@ def _key(values: dict) -> str:
     return json.dumps({k: v for k, v in values.items() if not k.startswith("tuner/")}, sort_keys=True)
 
 
+def counted_clusters(cfg: TuneConfig) -> int | None:
+    """The clusters the flash estimate counts: `--clusters`, except under an arena limit, where the search counts
+    the uncompressed flash form (LUT compression writes decoded kernels into the arena: the flash it saves
+    costs RAM). A budget's exact size still takes a compressed form where its arena fits (`tuning.frontier`)."""
+    return None if cfg.max_arena_kb is not None else cfg.clusters
+
+
+def estimated_flash(values: dict, cfg: TuneConfig) -> int:
+    """The flash form's estimated bytes a search with `cfg` ranks and limits designs by."""
+    return estimate_flash_bytes(values, counted_clusters(cfg))
+
+
 def max_arena_bytes(cfg: TuneConfig) -> int | None:
     return None if cfg.max_arena_kb is None else int(cfg.max_arena_kb * KB)
 
@@ -81,7 +93,7 @@ def over(values: dict, cfg: TuneConfig, measures: Measures | None) -> str | None
     macs = count_macs(values)
     if cfg.max_macs is not None and macs > cfg.max_macs:
         return f"{macs:,} multiply-accumulates > --max-macs {cfg.max_macs:,}"
-    size = estimate_flash_bytes(values, cfg.clusters)
+    size = estimated_flash(values, cfg)
     if cfg.max_kb is not None and size > cfg.max_kb * KB:
         return f"estimated flash form {size / KB:,.1f} KB > --max-kb {cfg.max_kb:g}"
     if cfg.max_arena_kb is not None:
@@ -99,5 +111,5 @@ def over(values: dict, cfg: TuneConfig, measures: Measures | None) -> str | None
 def figures(values: dict, cfg: TuneConfig, measures: Measures | None) -> dict:
     """What trials.json records of a design's cost: parameters, MACs, estimated flash, and the arena where measured."""
     return {"params": count_params(values), "macs": count_macs(values),
-            "est_flash_bytes": estimate_flash_bytes(values, cfg.clusters),
+            "est_flash_bytes": estimated_flash(values, cfg),
             "arena_bytes": measures.arena_bytes(values) if measures is not None and cfg.measures_arena() else None}

@@ -8,7 +8,7 @@ from pathlib import Path
 from mnist_opt import data, rundir, runio
 from mnist_opt.tuning import train
 from mnist_opt.tuning.config import TuneConfig
-from mnist_opt.tuning.size import estimate_flash_bytes
+from mnist_opt.tuning.limits import estimated_flash
 
 Log = Callable[[str], None]
 
@@ -32,7 +32,7 @@ def retrain(cfg: TuneConfig, space, split: data.Split, out_dir: Path, best: dict
         "trial_id": best["id"],
         "hyperparameters": best["hyperparameters"],
         "params": model.count_params(),
-        "est_flash_bytes": estimate_flash_bytes(best["hyperparameters"], cfg.clusters),
+        "est_flash_bytes": estimated_flash(best["hyperparameters"], cfg),
         "search_val_accuracy": best["val_accuracy"],
         "val_accuracy": max(history["val_accuracy"]),
         "epochs_trained": len(history["val_accuracy"]),

@@ -12,7 +12,6 @@ from mnist_opt.tuning.config import TuneConfig
 from mnist_opt.tuning.hypermodel import CNNHyperModel, sample
 from mnist_opt.tuning.recorder import FreshOptimizer, TrialRecorder
 from mnist_opt.tuning import limits
-from mnist_opt.tuning.size import estimate_flash_bytes
 
 HYPERBAND_FACTOR = 3  # keeps the best third of each round: Hyperband's usual setting
 
@@ -60,9 +59,11 @@ def make_tuner(cfg: TuneConfig, space, run_dir: Path, measures: limits.Measures 
         # The arena and MAC limits leave few designs: new trials are drawn until one fits (--max-kb alone, as before).
         kwargs["steer"] = cfg.max_arena_kb is not None or cfg.max_macs is not None
     if cfg.hyperband():
-        # With --max-trials, brackets repeat until that many trials ran; without, one Hyperband iteration.
+        # With --max-trials, brackets repeat until that many trials ran; so do --tuner pareto's under --search-minutes
+        # (small designs finish an iteration in a fraction of it); else one Hyperband iteration.
+        repeat = cfg.max_trials or (cfg.tuner == "pareto" and cfg.search_minutes is not None)
         oracle = oracle_class(max_epochs=cfg.max_epochs, factor=HYPERBAND_FACTOR, **kwargs,
-                              hyperband_iterations=None if cfg.max_trials else 1)
+                              hyperband_iterations=None if repeat else 1)
         if cfg.max_trials:
             workarounds.set_max_trials(oracle, cfg.max_trials)
     else:
@@ -74,5 +75,5 @@ def make_tuner(cfg: TuneConfig, space, run_dir: Path, measures: limits.Measures 
 
 def costs(values: dict, cfg: TuneConfig, measures: limits.Measures | None) -> tuple[float, ...]:
     """A design's cost objectives for --tuner pareto, in `cfg.objectives`' order after accuracy."""
-    return tuple(estimate_flash_bytes(values, cfg.clusters) if o == "flash" else measures.arena_bytes(values)
+    return tuple(limits.estimated_flash(values, cfg) if o == "flash" else measures.arena_bytes(values)
                  for o in cfg.objectives[1:])
