@@ -35,7 +35,8 @@ def int8_files(budget_kb: float, sub_report: dict) -> list[dict]:
                     "flash_bytes": form.get("bytes", r["bytes"]), "gzip_bytes": r["gzip_bytes"], "params": r["params"],
                     "test_accuracy": r["test_accuracy"], "median_us": r["median_us"],
                     "arena_bytes": form.get("arena_bytes"), "micro_test_accuracy": form.get("test_accuracy"),
-                    "sparsity": r["sparsity"], "val_accuracy": r.get("val_accuracy")})
+                    "sparsity": r["sparsity"], "val_accuracy": r.get("val_accuracy"), "macs": sub_report.get("macs"),
+                    "device_fit": r.get("device_fit")})
     return out
 
 
@@ -67,7 +68,8 @@ def frontier_rows(entries: list[dict], files_by_dir: dict[str, list[dict]]) -> l
             row.update(variant=best["variant"], file=f"{e['dir']}/{best['file']}", flash_bytes=best["flash_bytes"],
                        int8_bytes=best["int8_bytes"], gzip_bytes=best["gzip_bytes"], params=best["params"],
                        test_accuracy=best["test_accuracy"], micro_test_accuracy=best["micro_test_accuracy"],
-                       median_us=best["median_us"], arena_bytes=best["arena_bytes"])
+                       median_us=best["median_us"], arena_bytes=best["arena_bytes"], macs=best["macs"],
+                       device_fit=best["device_fit"])
         rows.append(row)
     return rows
 
@@ -113,7 +115,7 @@ def report(cfg: ReportConfig, log: Log = lambda line: None) -> dict:
            "settings": {"report": cfg.to_dict(), "tune": tune_cfg}, "packages": package_versions()}
     table = render.markdown_table(render.BUDGET_HEAD, [render.budget_cells(r) for r in rows])
     runio.write_json(run / rundir.REPORT, doc)
-    runio.write_text(run / "report.md", f"# mnist-opt frontier: {run}\n\n{table}\n\n{NOTE}\n")
+    runio.write_text(run / "report.md", f"# mnist-opt frontier: {run}\n\n{table}\n\n{NOTE}\n{device_section(doc)}")
     runio.write_text(run / "report.html", to_html(doc, plots.frontier(trials, doc["files"], rows)))
     doc["table"] = table
     return doc
@@ -125,6 +127,21 @@ NOTE = ("Each budget's model is the search's best on validation whose flash form
         "variant (pruned and clustered files, their flash forms), is in its directory. Start / searched: the search's "
         "validation accuracy of the best starting point of the space and of the best searched design that fit the "
         "budget; ★ the budget's model is a searched design that beat every start.")
+
+
+def device_cells(rows: list[dict]) -> list[list[str]]:
+    """Each budget's file against the device profile the run was tuned for (`--device`)."""
+    return [render.device_cells(f"{r['budget_kb']:g} KB: {r['file']}", r["device_fit"]) for r in rows
+            if r.get("device_fit")]
+
+
+def device_section(doc: dict) -> str:
+    """The budgets' files against the run's device profile, or nothing if it was tuned without one."""
+    device, lines = doc["settings"]["tune"].get("device"), device_cells(doc["frontier"])
+    if not device or not lines:
+        return ""
+    return (f"\nFits {device['name']}: {render.device_note(device)} Each budget's report has every file's fit.\n\n"
+            f"{render.markdown_table(render.DEVICE_HEAD, lines)}\n")
 
 
 def to_html(doc: dict, plot: bytes) -> str:

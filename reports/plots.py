@@ -87,12 +87,19 @@ def confusion(matrix: list[list[int]], title: str, names: list[str] | None = Non
 
 
 def frontier(trials: list[dict], files: list[dict], rows: list[dict], floor: float = 95.0) -> bytes:
-    """Every trial's (estimated flash KB, val accuracy) in grey, every exported int8 file's (flash KB, test
+    """Every trial's (estimated flash KB, val accuracy) in grey (coloured by its arena where it was measured:
+    `--max-arena-kb`, `--objectives ...,arena`), every exported int8 file's (flash KB, test
     accuracy) on top, the budgets as vertical lines, and each budget's file labelled in a row of its own
     (so that no two labels overlap). Points under `floor` percent are left off the chart."""
     fig, ax = plt.subplots(figsize=(8, 5))
-    done = [(t["est_flash_bytes"] / 1024, 100 * t["val_accuracy"]) for t in trials if t["status"] == "completed"]
-    if done:
+    completed = [t for t in trials if t["status"] == "completed"]
+    done = [(t["est_flash_bytes"] / 1024, 100 * t["val_accuracy"]) for t in completed]
+    arenas = [t.get("arena_bytes") for t in completed]
+    if done and all(a is not None for a in arenas):  # the arena measured (a limit or objective): the third axis, as colour
+        points = ax.scatter(*zip(*done), s=14, c=[a / 1024 for a in arenas], cmap="viridis",
+                            label="trial (estimated size, val accuracy; colour: arena)")
+        fig.colorbar(points, ax=ax, label="TensorFlow Lite Micro arena (KB)")
+    elif done:
         ax.scatter(*zip(*done), s=14, color="0.7", label="trial (estimated size, val accuracy)")
     if files:
         ax.scatter([f["flash_bytes"] / 1024 for f in files], [100 * f["test_accuracy"] for f in files], s=22,

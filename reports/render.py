@@ -68,6 +68,33 @@ def forms_cells(row: dict) -> list[list[str]]:
     return lines
 
 
+# Each full-integer file against the run's device profile (`mnist_opt.devices`, `--device`): fits, margins, latency.
+DEVICE_HEAD = ("model", "fits", "flash bytes / limit (margin)", "arena bytes / limit (margin)", "MACs / limit",
+               "est. ms, reference kernels", "est. ms, optimized kernels")
+
+
+def device_cells(label: str, fit: dict) -> list[str]:
+    """One file's `Device.fit` as both tables show it; a negative margin is how far over the limit it is."""
+    used = lambda n, limit, margin: f"{n:,} / {limit:,} ({margin:+,})"  # noqa: E731
+    arena = ("not measured" if fit["arena_bytes"] is None
+             else used(fit["arena_bytes"], fit["arena_limit_bytes"], fit["arena_margin_bytes"]))
+    flash = used(fit["flash_bytes"], fit["flash_limit_bytes"], fit["flash_margin_bytes"])
+    return [label, "yes" if fit["fits"] else "no", flash, arena, used(fit["macs"], fit["max_macs"], fit["macs_margin"]),
+            f"{fit['latency_ms']['reference']:,.1f}", f"{fit['latency_ms']['optimized']:,.1f}"]
+
+
+def device_note(device: dict) -> str:
+    """What the device table measures against: the profile's limits and where its latency figures come from."""
+    cycles = device["cycles_per_mac"]
+    return (f"{device['description']}. The model may take {100 * device['model_flash_share']:g}% of "
+            f"the flash and {100 * device['model_ram_share']:g}% of the RAM (the TFLite Micro arena), the rest is the "
+            f"application's; the MAC limit is {device['max_latency_ms']:g} ms of {device['kernels']} kernels. "
+            f"Flash and arena are the flash form's, measured. Latency is an estimate, not a measurement: the model's "
+            f"multiply-accumulates per image at {device['clock_mhz']:g} MHz, {cycles['reference']:g} cycles a MAC with "
+            f"TFLite Micro's reference kernels and {cycles['optimized']:g} with {device['kernels']} (the built-in "
+            f"profiles' sources: mnist_opt/assets/devices.toml, docs/microcontrollers.md).")
+
+
 # A frontier's table: one row per budget (reports.budgets).
 BUDGET_HEAD = ("budget", "file", "flash bytes", "arena bytes", "TFLM acc %", "int8 file bytes", "params",
                "test acc %", "median µs", "val % start / searched")

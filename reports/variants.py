@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mnist_opt import rundir, runio, workarounds
+from mnist_opt.devices import Device
 from mnist_opt.errors import InputError
 from mnist_opt import data
 from mnist_opt.inference.model import Model
@@ -56,6 +57,13 @@ def flash_bytes(row: dict) -> int:
     """What a row's model takes on flash: a full-integer file's flash form, else the file itself."""
     form = ((row.get("micro") or {}).get("forms") or {}).get("flash")
     return form["bytes"] if form else row["bytes"]
+
+
+def flash_arena_bytes(row: dict) -> int | None:
+    """The TFLite Micro arena of a row's flash form (of the file itself if it has none); None: it cannot run."""
+    m = row.get("micro") or {}
+    form = (m.get("forms") or {}).get("flash")
+    return form["arena_bytes"] if form else m.get("arena_bytes")
 
 
 def exported_files(rows: list[dict], max_kb: float | None = None) -> list[dict]:
@@ -224,6 +232,17 @@ def report(cfg: ReportConfig, log: Log = lambda line: None, loaded: data.Loaded 
         row["agreement_with_tuned"] = float((predictions[row["name"]] == predictions["tuned"]).mean())
         row["size_vs_float32"] = row["bytes"] / float_bytes if float_bytes else None
 
+    # Multiply-accumulates: one figure for the run, as every variant has the tuned model's layers (the baseline's are
+    # not counted); with it, each full-integer file against the device profile the run was tuned for, if any.
+    from mnist_opt.tuning.size import count_macs
+
+    macs = count_macs(docs["best"]["hyperparameters"])
+    if tune_cfg.get("device"):
+        device = Device.from_dict(tune_cfg["device"])
+        for row in rows:
+            if row["quantization"] == "int8":
+                row["device_fit"] = device.fit(flash_bytes(row), flash_arena_bytes(row), macs)
+
     # 4. Write: json (everything), markdown (the table), html (table and figures).
     max_kb = cfg.max_kb if cfg.max_kb is not None else tune_cfg.get("max_kb")
     recommended = recommend(rows, cfg.accuracy_window, max_kb)
@@ -235,6 +254,7 @@ def report(cfg: ReportConfig, log: Log = lambda line: None, loaded: data.Loaded 
         "recommendation_rule": recommendation_rule(cfg.accuracy_window, max_kb, rows),
         "max_kb": max_kb,
         "flash_size_estimate": size_estimate(docs["best"], rows),
+        "macs": macs,  # multiply-accumulates per image of the tuned model and every variant
         "rows": rows,
         "settings": {"report": cfg.to_dict(), "tune": tune_cfg, "export": docs["manifest"]["settings"]},
         "best_hparams": docs["best"],
@@ -255,8 +275,8 @@ def markdown(doc: dict, table: str) -> str:
     return (f"# mnist-opt report: {doc['run_dir']}\n\n"
             f"Measured on {test_images(doc)}, from the files on disk.\n\n"
             f"{table}\n\n★ recommended: **{doc['recommended']}** ({doc['recommendation_rule']}).\n\n"
-            f"{forms_section(doc)}{per_class_section(doc)}"
-            f"Tuned model: trial {best['trial_id']}, {best['params']:,} parameters, "
+            f"{forms_section(doc)}{device_section(doc)}{per_class_section(doc)}"
+            f"Tuned model: trial {best['trial_id']}, {best['params']:,} parameters, {macs_text(doc)}"
             f"validation accuracy {100 * best['val_accuracy']:.2f}%.\n\n{estimate_line(doc)}"
             f"Latency: batch of 1 on this CPU, {doc['settings']['report']['latency_runs']:,} timed runs after "
             f"{doc['settings']['report']['warmup_runs']} warm-up runs. TFLM: the full-integer files run in TFLite "
@@ -284,6 +304,24 @@ def per_class_section(doc: dict) -> str:
     rec = next((r for r in doc["rows"] if r["name"] == doc["recommended"]), doc["rows"][-1])
     table = render.markdown_table(render.CLASS_HEAD, render.class_cells(rec, class_names(doc)))
     return f"Per class ({rec['name']}; confusion matrices in report.json and report.html):\n\n{table}\n\n"
+
+
+def macs_text(doc: dict) -> str:
+    macs = doc.get("macs")
+    return "" if macs is None else f"{macs:,} multiply-accumulates per image (every variant's), "
+
+
+def device_cells(doc: dict) -> list[list[str]]:
+    return [render.device_cells(r["name"], r["device_fit"]) for r in doc["rows"] if "device_fit" in r]
+
+
+def device_section(doc: dict) -> str:
+    """Each full-integer file against the run's device profile (`--device`), or nothing if it was tuned without one."""
+    device, lines = doc["settings"]["tune"].get("device"), device_cells(doc)
+    if not device or not lines:
+        return ""
+    return (f"Fits {device['name']}: {render.device_note(device)}\n\n"
+            f"{render.markdown_table(render.DEVICE_HEAD, lines)}\n\n")
 
 
 def forms_section(doc: dict) -> str:
@@ -332,6 +370,10 @@ def to_html(doc: dict, trials: list[dict]) -> str:
     forms = [line for r in rows for line in render.forms_cells(r)]
     after = (f"<h2>Flash forms</h2><p>{html.escape(FLASH_NOTE)}</p>\n{render.html_table(render.FORMS_HEAD, forms)}\n"
              if forms else "")
+    device = doc["settings"]["tune"].get("device")
+    if device and device_cells(doc):
+        after += (f"<h2>Fits {html.escape(device['name'])}</h2><p>{html.escape(render.device_note(device))}</p>\n"
+                  f"{render.html_table(render.DEVICE_HEAD, device_cells(doc))}\n")
     after += (f"<h2>Per class: {html.escape(rec['name'])}</h2>\n"
               f"{render.html_table(render.CLASS_HEAD, render.class_cells(rec, class_names(doc)))}\n")
     return render.page("mnist-opt report", intro, table, figures, after=after)

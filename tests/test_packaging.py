@@ -23,7 +23,8 @@ def test_the_wheel_adds_mnist_opt_alone_with_its_data(tmp_path):
         record = z.read(next(n for n in names if n.endswith(".dist-info/RECORD"))).decode()
     tops = {line.split(",")[0].split("/")[0] for line in record.splitlines() if line}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"mnist_opt"}
-    for needed in ("mnist_opt/assets/mnist.npz", "mnist_opt/inference/assets/draw.html",
-                   "mnist_opt/search_spaces/default.toml", "mnist_opt/search_spaces/frontier.toml",
-                   "mnist_opt/tuning/tune.py", "mnist_opt/export/micro.py", "mnist_opt/reports/report.py"):
+    for needed in ("mnist_opt/assets/mnist.npz", "mnist_opt/assets/devices.toml",
+                   "mnist_opt/inference/assets/draw.html", "mnist_opt/search_spaces/default.toml",
+                   "mnist_opt/search_spaces/frontier.toml", "mnist_opt/tuning/tune.py", "mnist_opt/export/micro.py",
+                   "mnist_opt/reports/report.py"):
         assert needed in names, needed

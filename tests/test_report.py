@@ -41,6 +41,10 @@ def test_report_rows_are_complete_and_consistent(seed, quick_run):
     estimate = doc["flash_size_estimate"]  # what --max-kb checks, against the int8 file's flash form
     assert estimate["flash_bytes"] == rows["int8"]["micro"]["forms"]["flash"]["bytes"]
     assert abs(estimate["error"]) <= ESTIMATE_ERROR
+    from mnist_opt.tuning.size import count_macs
+
+    assert doc["macs"] == count_macs(doc["best_hparams"]["hyperparameters"]) > 0  # one figure: every variant's
+    assert doc["settings"]["tune"]["device"] is None and not any("device_fit" in r for r in doc["rows"])
 
 
 def test_int8_rows_carry_tflite_micro_figures_measured_from_the_file(seed, quick_run):
@@ -135,6 +139,58 @@ def test_recommendation_respects_the_size_budget():
     assert "at most 16 KB" in recommendation_rule(0.1, 16, rows)
 
 
+def int8_row(name: str, flash: int, arena: int | None) -> dict:
+    """A full-integer row as the report measures it: its flash form's bytes and arena."""
+    form = {"bytes": flash, "arena_bytes": arena, "test_accuracy": 0.99, "error": None, "differ": 0}
+    return {"name": name, "quantization": "int8", "bytes": flash + 500,
+            "micro": {"runs": arena is not None, "arena_bytes": arena, "forms": {"flash": form}}}
+
+
+def test_the_device_table_gives_each_files_fit_margins_and_latency():
+    from mnist_opt import devices
+    from mnist_opt.reports import render, variants
+
+    device = devices.load("cortex-m4f")  # 128 KB flash, 32 KB arena for the model, 80 MHz
+    rows = [int8_row("int8", 100_000, 20_000), int8_row("big", 140_000, 40_000), int8_row("broken", 9_000, None),
+            {"name": "float32", "quantization": "none", "bytes": 180_000}]
+    assert [variants.flash_arena_bytes(r) for r in rows] == [20_000, 40_000, None, None]
+    macs = 1_000_000
+    for r in rows[:3]:
+        r["device_fit"] = device.fit(variants.flash_bytes(r), variants.flash_arena_bytes(r), macs)
+    ok, big, broken = (render.device_cells(r["name"], r["device_fit"]) for r in rows[:3])
+    assert ok[:3] == ["int8", "yes", "100,000 / 131,072 (+31,072)"] and ok[3] == "20,000 / 32,768 (+12,768)"
+    assert ok[4] == f"1,000,000 / {device.limits()['max_macs']:,} (+{device.limits()['max_macs'] - macs:,})"
+    assert ok[5:] == ["2,250.0", "85.0"]  # 1 M MACs x 180 and 6.8 cycles at 80 MHz
+    assert big[1:4] == ["no", "140,000 / 131,072 (-8,928)", "40,000 / 32,768 (-7,232)"]
+    assert broken[1] == "no" and broken[3] == "not measured"
+
+    doc = {"rows": rows, "settings": {"tune": {"device": device.to_dict()}}, "macs": macs}
+    section = variants.device_section(doc)
+    assert section.startswith("Fits cortex-m4f: Arm Cortex-M4F") and "estimate" in section
+    assert "| int8 | yes |" in section and "| big | no |" in section and "float32" not in section
+    assert "50% of the flash" in render.device_note(device.to_dict()) and "6.8 with CMSIS-NN" in section
+    assert variants.macs_text(doc) == "1,000,000 multiply-accumulates per image (every variant's), "
+    assert variants.device_section({**doc, "settings": {"tune": {"device": None}}}) == ""
+
+
+def test_the_frontier_carries_each_budgets_device_fit():
+    from mnist_opt import devices
+    from mnist_opt.reports import budgets
+
+    fit = devices.load("cortex-m0plus").fit(9_000, 3_000, 50_000)
+    row = {**int8_row("int8", 9_000, 3_000), "file": "export/int8.tflite", "gzip_bytes": 1, "params": 10,
+           "test_accuracy": 0.9, "median_us": 5.0, "sparsity": 0.0, "val_accuracy": 0.95, "device_fit": fit}
+    (f,) = budgets.int8_files(16, {"rows": [row], "macs": 50_000})
+    assert f["device_fit"] == fit and f["macs"] == 50_000
+    entries = [{"budget_kb": 16, "dir": "frontier/16kb", "trial_id": "3", "val_accuracy": 0.95, "reason": None}]
+    (frontier_row,) = budgets.frontier_rows(entries, {"frontier/16kb": [f]})
+    assert frontier_row["device_fit"] == fit
+    doc = {"frontier": [frontier_row], "settings": {"tune": {"device": devices.load("cortex-m0plus").to_dict()}}}
+    section = budgets.device_section(doc)
+    assert "Fits cortex-m0plus" in section and "| 16 KB: frontier/16kb/export/int8.tflite | yes |" in section
+    assert budgets.device_section({**doc, "settings": {"tune": {}}}) == ""
+
+
 def test_pareto_front():
     assert pareto([(1, 0.9), (2, 0.95), (3, 0.94), (4, 0.99)]) == [0, 1, 3]
 
@@ -186,3 +242,14 @@ def test_run_again_skips_finished_stages_wherever_the_run_was_moved(seed, quick_
     assert result.exit_code == 0, result.output
     assert "[1/3] tune: already done" in result.output and "[2/3] export: already done" in result.output
     assert (run_dir / "best.keras").stat().st_mtime_ns == before
+
+
+def test_the_frontier_plot_colours_trials_by_arena_where_it_was_measured():
+    from mnist_opt.reports import plots
+
+    trials = [{"status": "completed", "est_flash_bytes": 4096 * k, "val_accuracy": 0.97 + 0.005 * k,
+               "arena_bytes": 3000 * k} for k in (1, 2, 3)]
+    rows = [{"budget_kb": 16}]
+    coloured = plots.frontier(trials, [], rows)
+    grey = plots.frontier([{**t, "arena_bytes": None} for t in trials], [], rows)
+    assert coloured.startswith(b"\x89PNG") and grey.startswith(b"\x89PNG") and coloured != grey

@@ -17,7 +17,8 @@ PACKAGES = {"mnist_opt": "mnist_opt", "mnist_opt.tuning": "tuning", "mnist_opt.e
             "mnist_opt.search_spaces": "search_spaces"}
 # The layers, lowest first: a module may import its own layer and those below it, never one above.
 FLOOR = {"mnist_opt", "mnist_opt.errors", "mnist_opt.runio", "mnist_opt.rundir", "mnist_opt.runtime",
-         "mnist_opt.versions", "mnist_opt.data", "mnist_opt.readers", "mnist_opt.workarounds", "mnist_opt.search_spaces"}
+         "mnist_opt.versions", "mnist_opt.data", "mnist_opt.readers", "mnist_opt.devices", "mnist_opt.workarounds",
+         "mnist_opt.search_spaces"}
 STAGES = ("mnist_opt.tuning", "mnist_opt.export", "mnist_opt.inference", "mnist_opt.reports")
 TOP = {"mnist_opt.workflow", "mnist_opt.cli", "mnist_opt.__main__"}
 OLD_NAMES = {"tuning", "export", "reports", "inference", "search_spaces"}
