@@ -178,6 +178,10 @@ def device_case(work: Path, budget: float, arena_kb: float, seed: int = 0) -> di
                                              "test_accuracy", "params", "trial_id", "reason")}
     w = json.loads((run_dir / "frontier.json").read_text())["entries"][0]
     out["chosen"] |= {k: w.get(k) for k in ("start", "start_val_accuracy", "searched_val_accuracy", "searched_beat_starts")}
+    if w.get("dir"):  # the design and its retrain
+        best = json.loads((run_dir / w["dir"] / "best_hparams.json").read_text())
+        out["chosen"] |= {"hyperparameters": best["hyperparameters"], "retrain_val_accuracy": best["val_accuracy"],
+                          "epochs_trained": best.get("epochs_trained")}
     estimates = []
     for sub in sorted((run_dir / "frontier").glob("*kb")):
         trial = json.loads((sub / "best_hparams.json").read_text())["trial_id"]

@@ -140,3 +140,23 @@ def test_a_limit_nothing_meets_reports_the_smallest_arena_seen(seed, tmp_path):
         workflow.tune(_tune_cfg(tmp_path, max_arena_kb=0.5, tuner="random", max_trials=2))
     trials = json.loads((tmp_path / "run" / "trials.json").read_text())
     assert [t["status"] for t in trials] == ["skipped", "skipped"] and all(t["seconds"] < 5 for t in trials)
+
+
+@pytest.mark.parametrize("extra, arena_kb", [([], 4.0), (["--max-arena-kb", "3"], 3.0)])
+def test_a_device_profile_sets_the_limits_an_option_given_wins_and_config_records_it(seed, tmp_path, extra, arena_kb):
+    from typer.testing import CliRunner
+
+    from mnist_opt import devices
+    from mnist_opt.cli import app
+
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(app, ["tune", "--device", "cortex-m0plus", *extra, "--space", "tiny", "--tuner",
+                                      "random", "--max-trials", "1", "--max-epochs", "1", "--train-subset", "300",
+                                      "--final-epochs", "1", "--run-dir", str(run_dir)])
+    assert result.exit_code in (0, 1), result.output  # 1: the one trial drawn did not fit the board
+    tune = json.loads((run_dir / "config.json").read_text())["tune"]
+    board = devices.load("cortex-m0plus")
+    assert tune["device"] == board.to_dict() and tune["max_arena_kb"] == arena_kb
+    assert (tune["max_kb"], tune["max_macs"]) == (board.limits()["max_kb"], board.limits()["max_macs"])
+    for t in json.loads((run_dir / "trials.json").read_text()):
+        assert t["status"] == "skipped" or (t["arena_bytes"] <= arena_kb * 1024 and t["macs"] <= tune["max_macs"])

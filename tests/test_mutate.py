@@ -75,7 +75,8 @@ def test_the_pareto_oracle_proposes_neighbours_of_its_front_within_the_size_limi
     hp = _declared()
     size = lambda h: estimate_flash_bytes(sample(space, h.copy()), 16)  # noqa: E731
     oracle = ParetoHyperbandOracle(objective=keras_tuner.Objective("val_accuracy", "max"), hyperparameters=hp,
-                                   max_epochs=3, seed=5, size=size, max_size=20 * 1024)
+                                   max_epochs=3, seed=5, costs=lambda h: (size(h),),
+                                   fits=lambda h: size(h) <= 20 * 1024)
     oracle._set_project_dir(str(tmp_path), "mutate")
     assert oracle.mutant() is None  # no front yet: Hyperband's own draw
     for score in (0.97, 0.98, 0.99):

@@ -302,7 +302,7 @@ def test_the_pareto_oracle_cannot_promote_past_a_failed_probe(fresh, monkeypatch
     from mnist_opt.tuning.oracles import ParetoHyperbandOracle
 
     _promotion(monkeypatch)
-    oracle = ParetoHyperbandOracle(objective="val_accuracy", max_epochs=3, size=lambda hp: 1.0)
+    oracle = ParetoHyperbandOracle(objective="val_accuracy", max_epochs=3, costs=lambda hp: (1.0,))
     with pytest.raises(WorkaroundUnavailable, match="hyperband-promotion"):
         oracle.populate_space("0")
 
