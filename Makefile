@@ -37,7 +37,7 @@ test: $(STAMP) $(CHROMIUM) $(CXX_BIN)
 	$(BIN)/python -m pytest
 
 # The edit loop: every test but those marked slow (they train or export models; see tests/conftest.py).
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(CHROMIUM) $(CXX_BIN)
 	$(BIN)/python -m pytest -m "not slow"
 
 # The benchmarks' own extra (Optuna, for benchmarks/hypervolume.py); `make test` does not need it.
