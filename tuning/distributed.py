@@ -123,6 +123,9 @@ def chief(cfg: TuneConfig, address: str, log: Log = lambda line: None, workers: 
         server.stop(grace=2)
     if pool:
         pool.stop()
+    # Keras Tuner's end_trial saves the oracle before it drops the trial from the running ones, so the state on
+    # disk still holds the last trial to end as running, and a rerun would run it again: saved once more here.
+    oracle.save()
     records = pareto.annotate(collect(tuner, run_dir, failed), cfg.objectives)
     runio.write_json(run_dir / "trials.json", records)
     log(f"chief: search over, {len(records)} trials")
