@@ -121,6 +121,8 @@ def tune(
     budgets: Optional[str] = typer.Option(None, metavar="KB,KB,...", help="Size budgets in KB of the flash form, "
                                           "e.g. 8,16,32,64: retrain each one's best model into RUN/frontier/<K>kb/ "
                                           "instead of one winner (use with --tuner pareto)."),
+    finalists: int = typer.Option(T.finalists, min=1, help="With --budgets: retrain each budget's N best designs "
+                                  "that fit and keep the best retrained one (N retrains a budget)."),
     max_arena_kb: Optional[float] = typer.Option(None, min=0.5, help=ARENA_HELP),
     max_macs: Optional[int] = typer.Option(None, min=1, help=MACS_HELP),
     objectives: Optional[str] = typer.Option(None, metavar="accuracy,flash[,arena]", help=OBJECTIVES_HELP),
@@ -156,7 +158,8 @@ def tune(
                      clusters=clusters, data=str(data) if data else None, image_size=_image_size(image_size),
                      skip_bad_images=skip_bad_images, run_dir=str(run_dir or _default_run_dir()),
                      overwrite=overwrite, search_minutes=search_minutes, final_minutes=final_minutes,
-                     budgets=_budgets(budgets), **_limits(device, max_kb, max_arena_kb, max_macs, objectives))
+                     budgets=_budgets(budgets), finalists=finalists,
+                     **_limits(device, max_kb, max_arena_kb, max_macs, objectives))
 
     def go():
         from mnist_opt.runtime import set_threads

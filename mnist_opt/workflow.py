@@ -24,6 +24,11 @@ class Preset:
 # A frontier run's variants: the int8 file and the clustered one, whose flash forms the budgets count, and the
 # float file (the report's reference row). Pruning saves no flash: TFLite Micro stores zeros as bytes.
 FRONTIER_VARIANTS = ("float32", "int8", "clustered_int8")
+# The frontier preset retrains one model per budget, five in all. A frontier run with fewer budgets spends those
+# retrains on finalists, up to MAX_FINALISTS a budget: each budget's best designs are retrained and the best kept,
+# since the search ranks designs on short trials, which favour those that learn fast (tuning.frontier.finish).
+FRONTIER_RETRAINS = 5
+MAX_FINALISTS = 2
 
 PRESETS = {
     # A sound model in under 3 minutes on 2 cores: the quick space's starting point as the one trial
@@ -79,6 +84,8 @@ def configs(preset: str, run_dir: str, seed: int | None = None, max_kb: float | 
     if budgets:  # the search skips models over the largest budget (or --max-kb, if the user gave one)
         tune = replace(tune, tuner="pareto", budgets=tuple(sorted(set(budgets))),
                        max_kb=max(budgets) if max_kb is None else max_kb)
+    if tune.budgets and preset == "frontier":
+        tune = replace(tune, finalists=max(1, min(MAX_FINALISTS, FRONTIER_RETRAINS // len(tune.budgets))))
     # Clusters as the sizes were searched, resolved here so that a rerun finds the same export settings.
     export = replace(p.export, run_dir=run_dir, clusters=tune.clusters or p.export.clusters or DEFAULT_CLUSTERS)
     if tune.budgets and preset != "frontier":

@@ -55,6 +55,55 @@ def test_a_larger_budget_with_a_smaller_ones_model_reuses_its_directory():
     assert [e["dir"] for e in entries] == ["frontier/8kb", "frontier/8kb"]
 
 
+def test_finalists_are_each_retrained_once_and_the_best_retrained_one_is_the_budgets(tmp_path, monkeypatch):
+    from mnist_opt import runio
+    from mnist_opt.tuning.config import TuneConfig
+
+    after = {"0": 0.990, "1": 0.993, "2": 0.995, "3": 0.95}  # validation accuracy after retraining
+    calls = []
+
+    def fake_retrain(cfg, space, split, out_dir, best, minutes, log):
+        calls.append(best["id"])
+        (out_dir / rundir.BEST_MODEL).write_bytes(b"model " + best["id"].encode())
+        runio.write_json(out_dir / rundir.BEST_HPARAMS, {"trial_id": best["id"], "hyperparameters": best["hyperparameters"],
+                                                        "params": best["params"], "val_accuracy": after[best["id"]]})
+
+    class Sizes:  # the exact flash form: the estimate
+        def flash_bytes(self, values, clusters, max_arena=None):
+            return values["bytes"]
+
+    monkeypatch.setattr(frontier, "retrain", fake_retrain)
+    records = [dict(_record(0, 0.99, 7_000), start=True), _record(1, 0.985, 7_500), _record(2, 0.97, 15_000),
+               _record(3, 0.96, 6_000)]
+    for r in records:
+        r["hyperparameters"] = {"bytes": r["est_flash_bytes"], "n": r["id"]}
+    runio.write_json(tmp_path / rundir.CONFIG, {"search": {"space": "frontier"}})
+    cfg = TuneConfig(run_dir=str(tmp_path), budgets=(8, 16), finalists=2)
+
+    def finish():
+        return frontier.finish(cfg, None, None, tmp_path, records, lambda r: 1.0, Sizes(), lambda line: None)
+
+    e8, e16 = finish()["entries"]
+    # 8 KB: trials 0 and 1 fit best; 1 is better retrained. 16 KB: 0 and 1 again (2 scored lower in the search).
+    assert (e8["finalists"], e8["trial_id"], e8["dir"], e8["val_accuracy"]) == (["0", "1"], "1", "frontier/8kb", 0.993)
+    assert e8["finalist_val_accuracy"] == {"0": 0.990, "1": 0.993} and e8["searched_beat_starts"] is True
+    assert (e16["finalists"], e16["trial_id"], e16["dir"]) == (["0", "1"], "1", "frontier/8kb")
+    assert sorted(calls) == ["0", "1"]  # each retrained once, whichever budgets it is a finalist of
+    assert rundir.best(tmp_path / "frontier/8kb")["trial_id"] == "1"
+    assert (tmp_path / "frontier/8kb" / rundir.BEST_MODEL).read_bytes() == b"model 1"
+    assert rundir.frontier_dirs(tmp_path) == [(8, tmp_path / "frontier/8kb")]
+    calls.clear()
+    assert finish()["entries"] == [e8, e16] and calls == []  # a rerun retrains nothing
+
+
+def test_the_frontier_preset_spends_its_five_retrains_on_finalists_when_it_has_fewer_budgets():
+    assert configs("frontier", "runs/x").tune.finalists == 1
+    assert configs("frontier", "runs/x", budgets=(16,)).tune.finalists == 2
+    assert configs("frontier", "runs/x", budgets=(8, 16)).tune.finalists == 2
+    assert configs("frontier", "runs/x", budgets=(8, 16, 32)).tune.finalists == 1
+    assert configs("standard", "runs/x", budgets=(16,)).tune.finalists == 1
+
+
 def test_budgets_make_a_pareto_run_within_the_largest_budget():
     p = configs("standard", "runs/x", budgets=(32, 8, 16))
     assert (p.tune.tuner, p.tune.budgets, p.tune.max_kb) == ("pareto", (8, 16, 32), 32)

@@ -25,6 +25,9 @@ KINDS = {  # the stride-2 stem, a conv like the others, goes through every stage
     "transition": dict(BN_GAP, transition=True),
     "all together": dict(BN_GAP, stem_stride=2, separable=True, transition=True, conv_blocks=3, filters_2=48,
                          dense_units=32),
+    # The frontier's lowest-RAM start: a 4-filter stride-2 stem, 5x5 kernels, the last block pooled and flattened.
+    "low-RAM flattened": dict(BN_GAP, stem_stride=2, convs_per_block=1, filters_0=4, filters_1=24, kernel_size=5,
+                              pool_last=True, global_pooling=False),
 }
 SPARSITY = 0.6
 MIN_WEIGHTS = 1000

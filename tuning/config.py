@@ -14,7 +14,7 @@ CLI_HIDDEN = ("trial_batch_size", "batch_size")
 # Fields added since runs were first recorded, with what a run recorded before them was made with (MNIST as it
 # is): a resumed older run compares equal on them.
 ADDED_FIELDS = {"image_size": None, "skip_bad_images": False, "max_arena_kb": None, "max_macs": None,
-                "objectives": ["accuracy", "flash"], "device": None}
+                "objectives": ["accuracy", "flash"], "device": None, "finalists": 1}
 
 # What --tuner pareto can trade accuracy against (`--objectives`): the flash form's estimated bytes, and the
 # TensorFlow Lite Micro arena the design needs (measured before training, `tuning.limits`).
@@ -53,6 +53,9 @@ class TuneConfig:
     final_minutes: float | None = None  # retrain budget: winners predicted slower are passed over; training stops in time
     # Size budgets in KB of the flash form: one model retrained per budget (RUN/frontier/<K>kb/), instead of one winner.
     budgets: tuple[float, ...] | None = None
+    # With budgets: retrain each budget's best N designs that fit (by the search's validation accuracy) and keep the
+    # best retrained one. The search ranks designs on short trials of a subset, which favour designs that learn fast.
+    finalists: int = 1
 
     def hyperband(self) -> bool:
         """Whether the tuner runs Hyperband's brackets (which ignore max_trials unless it is given)."""
@@ -77,7 +80,8 @@ class TuneConfig:
         """The settings that decide a search's results; resuming with others is refused."""
         d = self.to_dict()
         # The device profile only sets the limits, which are settings themselves: it is the report's.
-        for key in ("run_dir", "overwrite", "final_epochs", "final_minutes", "search_minutes", "budgets", "device"):
+        for key in ("run_dir", "overwrite", "final_epochs", "final_minutes", "search_minutes", "budgets", "device",
+                    "finalists"):
             d.pop(key)
         return d
 

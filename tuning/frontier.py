@@ -23,7 +23,7 @@ from pathlib import Path
 from mnist_opt import data, rundir, runio
 from mnist_opt.errors import RunDirError
 from mnist_opt.tuning import limits
-from mnist_opt.tuning.config import TuneConfig
+from mnist_opt.tuning.config import ADDED_FIELDS, TuneConfig
 from mnist_opt.tuning.retrain import retrain
 from mnist_opt.tuning.select import merit
 from mnist_opt.tuning.size import ESTIMATE_ERROR
@@ -42,19 +42,32 @@ def name(budget_kb: float) -> str:
 
 
 def choose(completed: list[dict], budget_bytes: int, size: Callable[[dict], int]) -> dict | None:
-    """The best completed trial whose flash form is at most `budget_bytes` (`size(record)`), or None.
+    """The best completed trial whose flash form is at most `budget_bytes` (`size(record)`), or None."""
+    found = best_fitting(completed, budget_bytes, size, 1)
+    return found[0] if found else None
+
+
+def best_fitting(completed: list[dict], budget_bytes: int, size: Callable[[dict], int], n: int) -> list[dict]:
+    """The `n` best completed trials (by `merit`) whose flash form is at most `budget_bytes`, best first.
 
     `size` is asked only for trials whose estimate is within ESTIMATE_SLACK of the budget, best first,
-    until one fits.
+    until `n` fit.
     """
+    found = []
     for record in sorted(completed, key=merit, reverse=True):
+        if len(found) == n:
+            break
         if record["est_flash_bytes"] <= budget_bytes * ESTIMATE_SLACK and size(record) <= budget_bytes:
-            return record
-    return None
+            found.append(record)
+    return found
 
 
-def plan(completed: list[dict], budgets: tuple[float, ...], size: Callable[[dict], int]) -> list[dict]:
+def plan(completed: list[dict], budgets: tuple[float, ...], size: Callable[[dict], int],
+         finalists: int = 1) -> list[dict]:
     """frontier.json's entries, smallest budget first: each budget's trial, or why none fits.
+
+    `finalists`: each entry also lists the ids of the budget's best `finalists` trials that fit (`finalists`),
+    for `finish` to retrain and choose among; the entry's trial is the first, until then.
 
     Each also says what the search added: the validation accuracy of the best starting point that fits
     (`start_val_accuracy`) and of the best searched design that fits (`searched_val_accuracy`), and whether
@@ -63,8 +76,9 @@ def plan(completed: list[dict], budgets: tuple[float, ...], size: Callable[[dict
     entries, taken = [], {}
     for kb in sorted(set(budgets)):
         budget = math.floor(kb * KB)
-        best = choose(completed, budget, size)
-        entry = {"budget_kb": kb, "dir": None, "trial_id": None, "reason": None}
+        top = best_fitting(completed, budget, size, finalists)
+        best = top[0] if top else None
+        entry = {"budget_kb": kb, "dir": None, "trial_id": None, "reason": None, "finalists": [r["id"] for r in top]}
         if best is None:
             smallest = min(completed, key=lambda r: r["est_flash_bytes"])
             bytes_ = size(smallest)
@@ -103,7 +117,8 @@ def retrained(out_dir: Path, record: dict, config: dict) -> bool:
         before, best = runio.read_json(out_dir / rundir.CONFIG), rundir.best(out_dir)
     except (RunDirError, OSError, ValueError):  # a damaged document: retrain
         return False
-    return (before.get("search") == config["search"] and rundir.same_settings(before.get("tune", {}), config["tune"])
+    return (before.get("search") == config["search"]
+            and rundir.same_settings(ADDED_FIELDS | before.get("tune", {}), config["tune"])
             and best["trial_id"] == record["id"] and best["hyperparameters"] == record["hyperparameters"])
 
 
@@ -111,33 +126,55 @@ def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, completed: 
            minutes: Callable[[dict], float], measures: limits.Measures, log: Log) -> dict:
     """Choose each budget's trial, retrain each chosen trial once, write frontier.json and return it.
 
+    With --finalists N, a budget's N best trials that fit are each retrained, in RUN/frontier/finalists/<K>kb/<id>/
+    (a trial that another budget has retrained is copied), and the best on validation after retraining (then fewer
+    parameters) is the budget's model, copied into its directory.
     `measures`: the exact size of a design's flash form (the export stage's, passed in: tuning comes before export).
     """
     def size(record: dict) -> float:
         found = measures.flash_bytes(record["hyperparameters"], cfg.clusters, limits.max_arena_bytes(cfg))
         return NO_FIT if found is None else found
 
-    entries = plan(completed, cfg.budgets, size)
+    done = {}  # trial id -> where this call retrained it
+
+    def ensure(out: Path, record: dict, config: dict) -> None:  # `record` retrained into `out`, unless it is there
+        if retrained(out, record, config):
+            log(f"frontier {name(config['frontier']['budget_kb'])}: already retrained in {out}")
+            return
+        shutil.rmtree(out, ignore_errors=True)  # a new model: what was exported and reported from another one goes
+        if record["id"] in done:  # the same retrain, for another budget
+            shutil.copytree(done[record["id"]], out)
+            runio.write_json(out / rundir.CONFIG, config)
+        else:
+            runio.write_json(out / rundir.CONFIG, config)
+            retrain(cfg, space, split, out, record, minutes(record) if cfg.final_minutes is not None else None, log)
+        done[record["id"]] = out
+
+    entries = plan(completed, cfg.budgets, size, cfg.finalists)
     by_id = {r["id"]: r for r in completed}
+    taken = {}  # trial id -> the budget directory that holds it retrained
     for entry in entries:
         kb = entry["budget_kb"]
         if entry["trial_id"] is None:
             log(f"frontier {name(kb)}: {entry['reason']}")
             continue
-        out = run_dir / entry["dir"]
-        if entry["dir"] != f"frontier/{name(kb)}":
-            log(f"frontier {name(kb)}: trial {entry['trial_id']}, as for {Path(entry['dir']).name}")
-            continue
+        config = sub_config(run_dir, cfg, kb)
         record = by_id[entry["trial_id"]]
+        if len(entry["finalists"]) > 1:
+            record = final(entry, [by_id[i] for i in entry["finalists"]], run_dir, config, ensure, size, log)
+        if record["id"] in taken:
+            entry["dir"] = taken[record["id"]]
+            log(f"frontier {name(kb)}: trial {record['id']}, as for {Path(entry['dir']).name}")
+            continue
+        entry["dir"] = taken[record["id"]] = f"frontier/{name(kb)}"
+        out = run_dir / entry["dir"]
         log(f"frontier {name(kb)}: trial {record['id']} (val_accuracy {record['val_accuracy']:.4f}, "
             f"{record['params']:,} parameters, flash form {entry['flash_bytes']:,} bytes)")
-        config = sub_config(run_dir, cfg, kb)
-        if retrained(out, record, config):
-            log(f"frontier {name(kb)}: already retrained in {out}")
-        else:  # a new model: what was exported and reported from another one goes
+        if len(entry["finalists"]) == 1:
+            ensure(out, record, config)
+        elif not retrained(out, record, config):
             shutil.rmtree(out, ignore_errors=True)
-            runio.write_json(out / rundir.CONFIG, config)
-            retrain(cfg, space, split, out, record, minutes(record) if cfg.final_minutes is not None else None, log)
+            shutil.copytree(finalist_dir(run_dir, kb, record["id"]), out)
         entry["val_accuracy"] = rundir.best(out)["val_accuracy"]
     for entry in entries:  # a budget that reuses a smaller one's model has its figures too
         if entry["trial_id"] is not None and "val_accuracy" not in entry:
@@ -146,3 +183,26 @@ def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, completed: 
     runio.write_json(run_dir / rundir.FRONTIER, doc)
     return doc
 
+
+def finalist_dir(run_dir: Path, budget_kb: float, trial_id: str) -> Path:
+    return run_dir / "frontier" / "finalists" / name(budget_kb) / trial_id
+
+
+def final(entry: dict, records: list[dict], run_dir: Path, config: dict, ensure, size, log: Log) -> dict:
+    """The budget's finalists (`records`) retrained, each in its own directory; the best on validation (then fewer
+    parameters) becomes the entry's trial. The entry records every finalist's validation accuracy after retraining."""
+    kb = entry["budget_kb"]
+    log(f"frontier {name(kb)}: {len(records)} finalists, trials " + ", ".join(r["id"] for r in records))
+    after = {}
+    for record in records:
+        ensure(finalist_dir(run_dir, kb, record["id"]), record, config)
+        after[record["id"]] = rundir.best(finalist_dir(run_dir, kb, record["id"]))["val_accuracy"]
+    best = max(records, key=lambda r: (after[r["id"]], -r["params"]))
+    log(f"frontier {name(kb)}: trial {best['id']} retrained best (" + ", ".join(
+        f"{i} {v:.4f}" for i, v in after.items()) + ")")
+    # A searched winner beat every start: the finalists are the best that fit on the search's validation, so a start
+    # that is not one of them scored lower, and one that is lost after retraining.
+    entry.update(trial_id=best["id"], flash_bytes=size(best), est_flash_bytes=best["est_flash_bytes"],
+                 params=best["params"], search_val_accuracy=best["val_accuracy"], start=bool(best.get("start")),
+                 searched_beat_starts=not best.get("start"), finalist_val_accuracy=after)
+    return best

@@ -48,7 +48,8 @@ class TuneResult:
 # (no such key) is not resumed, since its records and budgets mean other bytes.
 SIZES = "flash form"
 # Search settings added with the data's shape and classes (#45): an older run was made on MNIST, as it is.
-ADDED_SETTINGS = ADDED_FIELDS | {"data_shape": "28x28x1", "data_classes": 10}
+ADDED_SETTINGS = {k: v for k, v in ADDED_FIELDS.items() if k in TuneConfig().search_settings()} | {
+    "data_shape": "28x28x1", "data_classes": 10}
 
 
 def prepare_run_dir(cfg: TuneConfig, settings: dict) -> Path:
