@@ -177,7 +177,8 @@ def device_case(work: Path, budget: float, arena_kb: float, seed: int = 0) -> di
     out["chosen"] = {k: row.get(k) for k in ("file", "variant", "flash_bytes", "arena_bytes", "micro_test_accuracy",
                                              "test_accuracy", "params", "trial_id", "reason")}
     w = json.loads((run_dir / "frontier.json").read_text())["entries"][0]
-    out["chosen"] |= {k: w.get(k) for k in ("start", "start_val_accuracy", "searched_val_accuracy", "searched_beat_starts")}
+    out["chosen"] |= {k: w.get(k) for k in ("start", "start_val_accuracy", "searched_val_accuracy", "searched_beat_starts",
+                                            "finalists", "finalist_val_accuracy")}
     if w.get("dir"):  # the design and its retrain
         best = json.loads((run_dir / w["dir"] / "best_hparams.json").read_text())
         out["chosen"] |= {"hyperparameters": best["hyperparameters"], "retrain_val_accuracy": best["val_accuracy"],

@@ -96,6 +96,17 @@ def test_finalists_are_each_retrained_once_and_the_best_retrained_one_is_the_bud
     assert finish()["entries"] == [e8, e16] and calls == []  # a rerun retrains nothing
 
 
+def test_the_best_start_that_fits_is_always_a_finalist():
+    records = [_record(0, 0.99, 7_000), _record(1, 0.985, 7_500), dict(_record(2, 0.97, 6_000), start=True),
+               dict(_record(3, 0.96, 5_000), start=True), _record(4, 0.95, 30_000)]
+    e8, e32 = frontier.plan(records, (8, 32), lambda r: r["est_flash_bytes"], finalists=2)
+    assert e8["finalists"] == ["0", "2"] and e8["trial_id"] == "0"
+    (three,) = frontier.plan(records, (8,), lambda r: r["est_flash_bytes"], finalists=3)
+    assert three["finalists"] == ["0", "1", "2"]  # already one
+    (one,) = frontier.plan(records, (8,), lambda r: r["est_flash_bytes"], finalists=1)
+    assert one["finalists"] == ["0"]
+
+
 def test_the_frontier_preset_spends_its_five_retrains_on_finalists_when_it_has_fewer_budgets():
     assert configs("frontier", "runs/x").tune.finalists == 1
     assert configs("frontier", "runs/x", budgets=(16,)).tune.finalists == 2

@@ -67,7 +67,9 @@ def plan(completed: list[dict], budgets: tuple[float, ...], size: Callable[[dict
     """frontier.json's entries, smallest budget first: each budget's trial, or why none fits.
 
     `finalists`: each entry also lists the ids of the budget's best `finalists` trials that fit (`finalists`),
-    for `finish` to retrain and choose among; the entry's trial is the first, until then.
+    for `finish` to retrain and choose among; the entry's trial is the first, until then. With two or more, the
+    best starting point that fits is always one (in the last place): the short trials rank designs that learn
+    fast first, and a start, a design known to be good, is what a searched design must beat after retraining.
 
     Each also says what the search added: the validation accuracy of the best starting point that fits
     (`start_val_accuracy`) and of the best searched design that fits (`searched_val_accuracy`), and whether
@@ -89,6 +91,8 @@ def plan(completed: list[dict], budgets: tuple[float, ...], size: Callable[[dict
         else:
             start = choose([r for r in completed if r.get("start")], budget, size)
             searched = choose([r for r in completed if not r.get("start")], budget, size)
+            if finalists > 1 and start is not None and start not in top:  # the last place goes to the best start
+                entry["finalists"] = [r["id"] for r in top[:finalists - 1]] + [start["id"]]
             entry.update(trial_id=best["id"], dir=taken.get(best["id"], f"frontier/{name(kb)}"),
                          flash_bytes=size(best), est_flash_bytes=best["est_flash_bytes"], params=best["params"],
                          search_val_accuracy=best["val_accuracy"], start=bool(best.get("start")),
@@ -200,8 +204,8 @@ def final(entry: dict, records: list[dict], run_dir: Path, config: dict, ensure,
     best = max(records, key=lambda r: (after[r["id"]], -r["params"]))
     log(f"frontier {name(kb)}: trial {best['id']} retrained best (" + ", ".join(
         f"{i} {v:.4f}" for i, v in after.items()) + ")")
-    # A searched winner beat every start: the finalists are the best that fit on the search's validation, so a start
-    # that is not one of them scored lower, and one that is lost after retraining.
+    # A searched winner beat every start: the best start that fits is a finalist and lost after retraining, and
+    # the others scored lower in the search.
     entry.update(trial_id=best["id"], flash_bytes=size(best), est_flash_bytes=best["est_flash_bytes"],
                  params=best["params"], search_val_accuracy=best["val_accuracy"], start=bool(best.get("start")),
                  searched_beat_starts=not best.get("start"), finalist_val_accuracy=after)
