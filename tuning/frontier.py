@@ -139,11 +139,12 @@ def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, completed: 
         found = measures.flash_bytes(record["hyperparameters"], cfg.clusters, limits.max_arena_bytes(cfg))
         return NO_FIT if found is None else found
 
-    done = {}  # trial id -> where this call retrained it
+    done = {}  # trial id -> a directory that holds it retrained (this call's, or a resumed run's)
 
     def ensure(out: Path, record: dict, config: dict) -> None:  # `record` retrained into `out`, unless it is there
         if retrained(out, record, config):
             log(f"frontier {name(config['frontier']['budget_kb'])}: already retrained in {out}")
+            done.setdefault(record["id"], out)
             return
         shutil.rmtree(out, ignore_errors=True)  # a new model: what was exported and reported from another one goes
         if record["id"] in done:  # the same retrain, for another budget
@@ -174,11 +175,7 @@ def finish(cfg: TuneConfig, space, split: data.Split, run_dir: Path, completed: 
         out = run_dir / entry["dir"]
         log(f"frontier {name(kb)}: trial {record['id']} (val_accuracy {record['val_accuracy']:.4f}, "
             f"{record['params']:,} parameters, flash form {entry['flash_bytes']:,} bytes)")
-        if len(entry["finalists"]) == 1:
-            ensure(out, record, config)
-        elif not retrained(out, record, config):
-            shutil.rmtree(out, ignore_errors=True)
-            shutil.copytree(finalist_dir(run_dir, kb, record["id"]), out)
+        ensure(out, record, config)  # a finalist: copied from where it was retrained
         entry["val_accuracy"] = rundir.best(out)["val_accuracy"]
     for entry in entries:  # a budget that reuses a smaller one's model has its figures too
         if entry["trial_id"] is not None and "val_accuracy" not in entry:
@@ -199,8 +196,9 @@ def final(entry: dict, records: list[dict], run_dir: Path, config: dict, ensure,
     log(f"frontier {name(kb)}: {len(records)} finalists, trials " + ", ".join(r["id"] for r in records))
     after = {}
     for record in records:
-        ensure(finalist_dir(run_dir, kb, record["id"]), record, config)
-        after[record["id"]] = rundir.best(finalist_dir(run_dir, kb, record["id"]))["val_accuracy"]
+        out = finalist_dir(run_dir, kb, record["id"])
+        ensure(out, record, config)
+        after[record["id"]] = rundir.best(out)["val_accuracy"]
     best = max(records, key=lambda r: (after[r["id"]], -r["params"]))
     log(f"frontier {name(kb)}: trial {best['id']} retrained best (" + ", ".join(
         f"{i} {v:.4f}" for i, v in after.items()) + ")")
